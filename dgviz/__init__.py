@@ -1,0 +1,7 @@
+"""dgviz: see text diffusion.
+
+Record what DiffusionGemma's sampler does at every denoising step (`record`), keep it as a
+`Trace`, and look at it: a replayable widget, plotly figures, schedule comparisons.
+"""
+
+__version__ = "0.1.0"
