@@ -5,3 +5,8 @@ Record what DiffusionGemma's sampler does at every denoising step (`record`), ke
 """
 
 __version__ = "0.1.0"
+
+from .record import StepEvent, record
+from .trace import Trace, TraceFormatError, load_trace
+
+__all__ = ["StepEvent", "Trace", "TraceFormatError", "__version__", "load_trace", "record"]

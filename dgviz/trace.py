@@ -1,0 +1,452 @@
+"""The Trace: what one recorded diffusion run did, step by step.
+
+Every view in dgviz reads a `Trace`. It is plain numpy arrays with fixed shapes plus a little
+JSON metadata, so it saves to one pickle-free file and reloads anywhere without torch.
+
+Axes (the same letters in every docstring):
+
+- ``B`` batch rows of the generate call,
+- ``S`` denoising steps of the whole run, all canvases one after another (a global timeline);
+  ``step_canvas[s]`` says which canvas step ``s`` belongs to,
+- ``C`` canvases (blocks) generated,
+- ``L`` canvas length (positions per canvas),
+- ``K`` top-k alternatives kept per position,
+- ``N`` decoder (or encoder) MoE layers, ``E`` experts, ``k`` experts chosen per token,
+- ``T`` tokens the encoder read (the prompt, then each finished canvas but the last).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_NAME = "dgviz-trace"
+FORMAT_VERSION = 1
+
+
+class TraceFormatError(ValueError):
+    """A file is not a dgviz trace, is damaged, or was written by a newer dgviz."""
+
+
+# Arrays every trace has, with their dtype; `None` marks optional (routing) arrays.
+_ARRAY_DTYPES: dict[str, Any] = {
+    "canvas_in": np.int32,
+    "sampled": np.int32,
+    "draft": np.int32,
+    "accepted": np.bool_,
+    "confidence": np.float32,
+    "entropy": np.float32,
+    "topk_ids": np.int32,
+    "topk_probs": np.float32,
+    "active": np.bool_,
+    "stop": np.bool_,
+    "step_canvas": np.int32,
+    "step_remaining": np.int32,
+    "temperature": np.float32,
+    "step_seconds": np.float64,
+    "prompt_ids": np.int32,
+    "output_ids": np.int32,
+    "tokens_per_forward": np.float32,
+}
+_OPTIONAL_DTYPES: dict[str, Any] = {
+    "expert_ids": np.int16,
+    "expert_weights": np.float16,
+    "router_entropy": np.float16,
+    "encoder_expert_ids": np.int16,
+    "encoder_expert_weights": np.float16,
+    "encoder_router_entropy": np.float16,
+}
+
+
+def visible(text: str) -> str:
+    """Make whitespace in a token visible for labels and hovers: `·` space, `↵` newline, `⇥` tab."""
+    return text.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥")
+
+
+@dataclass(eq=False, repr=False)
+class Trace:
+    """One recorded run of a DiffusionGemma sampler.
+
+    Per step (``[B, S, ...]``; step ``s`` of row ``b``):
+
+    - ``canvas_in`` int32 ``[B, S, L]``: the canvas the decoder read at this step.
+    - ``sampled`` int32 ``[B, S, L]``: tokens sampled from the denoiser's distribution.
+    - ``draft`` int32 ``[B, S, L]``: the argmax draft after this step (what the streamer shows;
+      the last draft of a canvas is that canvas's output).
+    - ``accepted`` bool ``[B, S, L]``: kept by the sampler this step; the rest was re-noised.
+    - ``confidence`` float32 ``[B, S, L]``: highest probability after the temperature schedule.
+    - ``entropy`` float32 ``[B, S, L]``: entropy (nats) of that distribution.
+    - ``topk_ids`` int32 / ``topk_probs`` float32 ``[B, S, L, K]``: the most likely tokens.
+    - ``active`` bool ``[B, S]``: the row was still denoising (a row that stopped early keeps
+      its draft while the other rows go on; its other values at that step mean nothing).
+    - ``stop`` bool ``[B, S]``: the adaptive stop criterion fired after this step.
+
+    Per step, shared by the batch (``[S]``): ``step_canvas`` (canvas index), ``step_remaining``
+    (transformers counts steps *down*: N … 1), ``temperature`` (NaN when none), ``step_seconds``.
+
+    Routing (optional, ``None`` when not recorded): ``expert_ids`` int16 / ``expert_weights``
+    float16 ``[B, S, N, L, k]`` and ``router_entropy`` float16 ``[B, S, N, L]`` for the decoder;
+    ``encoder_expert_ids`` / ``encoder_expert_weights`` ``[B, T, N, k]`` and
+    ``encoder_router_entropy`` ``[B, T, N]`` for the encoder.
+
+    Per run: ``prompt_ids`` ``[B, P]``, ``output_ids`` ``[B, G]`` (equal to
+    ``generate(...).sequences[:, P:]``), ``tokens_per_forward`` ``[B]``, ``token_text``
+    (id -> decoded text, for every id that appears anywhere above) and ``meta`` (settings,
+    library versions, model facts; see `Trace.settings`).
+    """
+
+    canvas_in: np.ndarray
+    sampled: np.ndarray
+    draft: np.ndarray
+    accepted: np.ndarray
+    confidence: np.ndarray
+    entropy: np.ndarray
+    topk_ids: np.ndarray
+    topk_probs: np.ndarray
+    active: np.ndarray
+    stop: np.ndarray
+    step_canvas: np.ndarray
+    step_remaining: np.ndarray
+    temperature: np.ndarray
+    step_seconds: np.ndarray
+    prompt_ids: np.ndarray
+    output_ids: np.ndarray
+    tokens_per_forward: np.ndarray
+    token_text: dict[int, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    expert_ids: np.ndarray | None = None
+    expert_weights: np.ndarray | None = None
+    router_entropy: np.ndarray | None = None
+    encoder_expert_ids: np.ndarray | None = None
+    encoder_expert_weights: np.ndarray | None = None
+    encoder_router_entropy: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        for name, dtype in {**_ARRAY_DTYPES, **_OPTIONAL_DTYPES}.items():
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, np.ascontiguousarray(value, dtype=dtype))
+        self.token_text = {int(k): str(v) for k, v in self.token_text.items()}
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        b, s, length = self.canvas_in.shape
+        expect = {
+            "sampled": (b, s, length),
+            "draft": (b, s, length),
+            "accepted": (b, s, length),
+            "confidence": (b, s, length),
+            "entropy": (b, s, length),
+            "active": (b, s),
+            "stop": (b, s),
+            "step_canvas": (s,),
+            "step_remaining": (s,),
+            "temperature": (s,),
+            "step_seconds": (s,),
+            "tokens_per_forward": (b,),
+        }
+        for name, shape in expect.items():
+            got = getattr(self, name).shape
+            if got != shape:
+                raise TraceFormatError(f"Trace.{name} has shape {got}, expected {shape}.")
+        if self.topk_ids.shape[:3] != (b, s, length) or self.topk_probs.shape != self.topk_ids.shape:
+            raise TraceFormatError(
+                f"Trace.topk_ids/topk_probs have shapes {self.topk_ids.shape} / "
+                f"{self.topk_probs.shape}, expected ({b}, {s}, {length}, K) each."
+            )
+        if self.expert_ids is not None:
+            n, k = self.expert_ids.shape[2], self.expert_ids.shape[4]
+            if self.expert_ids.shape != (b, s, n, length, k):
+                raise TraceFormatError(
+                    f"Trace.expert_ids has shape {self.expert_ids.shape}, expected "
+                    f"({b}, {s}, N, {length}, k)."
+                )
+
+    # ------------------------------------------------------------------ sizes and facts
+    @property
+    def batch_size(self) -> int:
+        return self.canvas_in.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        """Denoising steps in the whole run (all canvases)."""
+        return self.canvas_in.shape[1]
+
+    @property
+    def canvas_length(self) -> int:
+        return self.canvas_in.shape[2]
+
+    @property
+    def num_canvases(self) -> int:
+        return int(self.step_canvas.max()) + 1 if self.num_steps else 0
+
+    @property
+    def has_routing(self) -> bool:
+        return self.expert_ids is not None
+
+    @property
+    def num_experts(self) -> int | None:
+        return self.meta.get("num_experts")
+
+    @property
+    def complete(self) -> bool:
+        """False when the run was interrupted: the trace holds the steps done so far."""
+        return bool(self.meta.get("complete", True))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The generate settings in force (defaults filled in), as recorded."""
+        return dict(self.meta.get("settings", {}))
+
+    @property
+    def text(self) -> list[str]:
+        """Decoded output, one string per batch row (special tokens and padding dropped)."""
+        return list(self.meta.get("text", []))
+
+    @property
+    def prompt_text(self) -> list[str]:
+        return list(self.meta.get("prompt_text", []))
+
+    def canvas_steps(self, canvas: int) -> np.ndarray:
+        """Global step indices of one canvas, in order."""
+        self._check_canvas(canvas)
+        return np.flatnonzero(self.step_canvas == canvas)
+
+    def tokens(self, ids: np.ndarray | list[int]) -> list[str]:
+        """Decoded text of each id (ids not seen in the run come back as ``⟨id⟩``)."""
+        return [self.token_text.get(int(i), f"⟨{int(i)}⟩") for i in np.asarray(ids).ravel()]
+
+    # ------------------------------------------------------------------ derived, computed once
+    @cached_property
+    def _canvas_bounds(self) -> np.ndarray:
+        """``[C, 2]`` first and one-past-last global step of each canvas."""
+        out = np.zeros((self.num_canvases, 2), dtype=np.int64)
+        for c in range(self.num_canvases):
+            steps = np.flatnonzero(self.step_canvas == c)
+            out[c] = steps[0], steps[-1] + 1
+        return out
+
+    @cached_property
+    def last_active_step(self) -> np.ndarray:
+        """int32 ``[B, C]``: global index of each row's last active step in each canvas."""
+        out = np.zeros((self.batch_size, self.num_canvases), dtype=np.int32)
+        for c, (lo, hi) in enumerate(self._canvas_bounds):
+            for b in range(self.batch_size):
+                act = np.flatnonzero(self.active[b, lo:hi])
+                out[b, c] = lo + (act[-1] if act.size else 0)
+        return out
+
+    @cached_property
+    def final_tokens(self) -> np.ndarray:
+        """int32 ``[B, C, L]``: each canvas's output, the draft of its row's last active step."""
+        b_idx = np.arange(self.batch_size)[:, None]
+        return self.draft[b_idx, self.last_active_step]
+
+    @cached_property
+    def lock_in(self) -> np.ndarray:
+        """int32 ``[B, C, L]``: first global step from which the draft holds its final token.
+
+        "Holds its final token from here on" differs from "accepted": a position can be accepted
+        with a token it later loses, and hold its final token long before it is accepted.
+        """
+        out = np.zeros((self.batch_size, self.num_canvases, self.canvas_length), dtype=np.int32)
+        for c, (lo, _) in enumerate(self._canvas_bounds):
+            for b in range(self.batch_size):
+                last = self.last_active_step[b, c]
+                holds = self.draft[b, lo : last + 1] == self.final_tokens[b, c]  # [steps, L]
+                # steps from the end during which it has held the final token
+                tail = np.cumprod(holds[::-1], axis=0).sum(axis=0)
+                out[b, c] = last + 1 - tail
+        return out
+
+    @cached_property
+    def flips(self) -> np.ndarray:
+        """int32 ``[B, C, L]``: how often the draft changed between consecutive active steps."""
+        out = np.zeros((self.batch_size, self.num_canvases, self.canvas_length), dtype=np.int32)
+        for c, (lo, _) in enumerate(self._canvas_bounds):
+            for b in range(self.batch_size):
+                d = self.draft[b, lo : self.last_active_step[b, c] + 1]
+                out[b, c] = (d[1:] != d[:-1]).sum(axis=0)
+        return out
+
+    @cached_property
+    def first_accepted(self) -> np.ndarray:
+        """int32 ``[B, C, L]``: first global step the sampler accepted the position, -1 if never."""
+        out = np.full((self.batch_size, self.num_canvases, self.canvas_length), -1, np.int32)
+        for c, (lo, _) in enumerate(self._canvas_bounds):
+            for b in range(self.batch_size):
+                acc = self.accepted[b, lo : self.last_active_step[b, c] + 1]
+                seen = acc.any(axis=0)
+                out[b, c, seen] = lo + acc.argmax(axis=0)[seen]
+        return out
+
+    def sampler_explainer(self, step: int, row: int = 0) -> dict[str, np.ndarray | float]:
+        """Why the entropy-bound sampler accepted what it did at one step.
+
+        It sorts positions by entropy and accepts the k lowest with
+        ``sum(entropy_1..k) - max(entropy_1..k) <= entropy_bound``. Returns ``order`` (positions,
+        lowest entropy first), ``sorted_entropy``, ``cumulative`` and ``criterion``
+        (``cumulative - sorted_entropy``, the left side), ``bound`` and ``accepted`` (in sorted
+        order, as recorded).
+        """
+        ent = self.entropy[row, step]
+        order = np.argsort(ent, kind="stable")
+        sorted_ent = ent[order]
+        cumulative = np.cumsum(sorted_ent, dtype=np.float64)
+        return {
+            "order": order,
+            "sorted_entropy": sorted_ent,
+            "cumulative": cumulative,
+            "criterion": cumulative - sorted_ent,
+            "bound": float(self.settings.get("entropy_bound", math.nan)),
+            "accepted": self.accepted[row, step][order],
+        }
+
+    def forward_passes(self, row: int = 0) -> int:
+        """Decoder forward passes this row used (its active steps)."""
+        return int(self.active[row].sum())
+
+    # ------------------------------------------------------------------ slicing
+    def row(self, b: int) -> Trace:
+        """A one-row trace of batch row ``b``."""
+        if not 0 <= b < self.batch_size:
+            raise IndexError(f"row {b} out of range: this trace has {self.batch_size} row(s).")
+        sl = slice(b, b + 1)
+        kwargs = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("token_text", "meta") or value is None:
+                kwargs[f.name] = value
+            elif f.name in ("step_canvas", "step_remaining", "temperature", "step_seconds"):
+                kwargs[f.name] = value
+            else:
+                kwargs[f.name] = value[sl]
+        meta = dict(self.meta)
+        for key in ("text", "prompt_text"):
+            if key in meta:
+                meta[key] = meta[key][sl]
+        kwargs["meta"] = meta
+        return Trace(**kwargs)
+
+    # ------------------------------------------------------------------ export
+    def to_dataframe(self, routing: bool = True):
+        """One row per (batch row, step, position), for pandas users.
+
+        Columns: ``row, canvas, step, canvas_step, remaining, position, canvas_in, sampled, draft,
+        draft_text, accepted, confidence, entropy, top1_prob, active, locked, temperature`` and,
+        with routing, ``expert_<layer>`` (top-1 decoder expert per layer).
+        """
+        import pandas as pd
+
+        b, s, length = self.canvas_in.shape
+        row, step, pos = np.meshgrid(np.arange(b), np.arange(s), np.arange(length), indexing="ij")
+        canvas = self.step_canvas[step]
+        first = self._canvas_bounds[:, 0] if self.num_canvases else np.zeros(0, np.int64)
+        lock = self.lock_in[row, canvas, pos] if s else np.zeros_like(step)
+        data = {
+            "row": row.ravel(),
+            "canvas": canvas.ravel(),
+            "step": step.ravel(),
+            "canvas_step": (step - first[canvas]).ravel() if s else step.ravel(),
+            "remaining": self.step_remaining[step].ravel(),
+            "position": pos.ravel(),
+            "canvas_in": self.canvas_in.ravel(),
+            "sampled": self.sampled.ravel(),
+            "draft": self.draft.ravel(),
+            "draft_text": self.tokens(self.draft),
+            "accepted": self.accepted.ravel(),
+            "confidence": self.confidence.ravel(),
+            "entropy": self.entropy.ravel(),
+            "active": self.active[row, step].ravel(),
+            "locked": (step >= lock).ravel(),
+            "temperature": self.temperature[step].ravel(),
+        }
+        if routing and self.expert_ids is not None:
+            for layer in range(self.expert_ids.shape[2]):
+                data[f"expert_{layer}"] = self.expert_ids[:, :, layer, :, 0].ravel()
+        return pd.DataFrame(data)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trace to one file (safetensors arrays + JSON metadata; no pickle).
+
+        The suffix ``.dgtrace`` is conventional. Returns the path written.
+        """
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        tensors = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                tensors[f.name] = np.ascontiguousarray(value)
+        header = {
+            "format": FORMAT_NAME,
+            "version": str(FORMAT_VERSION),
+            "meta": json.dumps(self.meta, default=_json_default),
+            "token_text": json.dumps(self.token_text),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(path), metadata=header)
+        return path
+
+    def __repr__(self) -> str:
+        routing = f", {self.expert_ids.shape[2]} routed layers" if self.has_routing else ""
+        state = "" if self.complete else ", INCOMPLETE"
+        return (
+            f"<Trace {self.batch_size} row(s), {self.num_canvases} canvas(es) x "
+            f"{self.canvas_length} positions, {self.num_steps} steps{routing}{state}>"
+        )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return repr(value)
+
+
+def load_trace(path: str | Path) -> Trace:
+    """Read a trace written by `Trace.save`. Never unpickles anything."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No trace file at {path}.")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+            arrays = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open API)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise TraceFormatError(
+            f"{path} is not a readable dgviz trace ({err}). Traces are written by Trace.save(); "
+            "if this one was, the file is damaged or truncated: record the run again."
+        ) from err
+    if header.get("format") != FORMAT_NAME:
+        raise TraceFormatError(
+            f"{path} is a safetensors file but not a dgviz trace (no '{FORMAT_NAME}' header)."
+        )
+    version = int(header.get("version", "0"))
+    if version > FORMAT_VERSION:
+        raise TraceFormatError(
+            f"{path} was written in trace format {version} by a newer dgviz; this dgviz reads "
+            f"format {FORMAT_VERSION}. Upgrade dgviz (pip install -U dgviz) to read it."
+        )
+    missing = sorted(set(_ARRAY_DTYPES) - set(arrays))
+    if missing:
+        raise TraceFormatError(f"{path} lacks the arrays {missing}: the file is damaged.")
+    try:
+        meta = json.loads(header.get("meta", "{}"))
+        token_text = json.loads(header.get("token_text", "{}"))
+    except json.JSONDecodeError as err:
+        raise TraceFormatError(f"{path} has damaged metadata ({err}).") from err
+    known = {f.name for f in fields(Trace)}
+    return Trace(
+        **{k: v for k, v in arrays.items() if k in known}, token_text=token_text, meta=meta
+    )
