@@ -64,6 +64,11 @@ _OPTIONAL_DTYPES: dict[str, Any] = {
 }
 
 
+# Position states per step, the one colour language of every view (see `dgviz.palette`).
+RENOISED, NEW, KEPT, FINAL = 0, 1, 2, 3
+STATE_NAMES = ("re-noised", "accepted this step", "accepted earlier", "final")
+
+
 def visible(text: str) -> str:
     """Make whitespace in a token visible for labels and hovers: `·` space, `↵` newline, `⇥` tab."""
     return text.replace(" ", "·").replace("\n", "↵").replace("\t", "⇥")
@@ -286,6 +291,30 @@ class Trace:
                 out[b, c, seen] = lo + acc.argmax(axis=0)[seen]
         return out
 
+    @cached_property
+    def states(self) -> np.ndarray:
+        """uint8 ``[B, S, L]``: each position's state after each step.
+
+        ``RENOISED`` (0) the sampler threw the token away and drew a random one; ``NEW`` (1)
+        accepted this step but not the step before; ``KEPT`` (2) accepted this step and the one
+        before; ``FINAL`` (3) the draft already holds the canvas's final token and keeps it to the
+        end (from `lock_in` on), whether or not the sampler accepted it. Steps where a row was no
+        longer active repeat its last active state.
+        """
+        out = np.zeros(self.accepted.shape, dtype=np.uint8)
+        for c, (lo, hi) in enumerate(self._canvas_bounds):
+            acc = self.accepted[:, lo:hi]
+            prev = np.zeros_like(acc)
+            prev[:, 1:] = acc[:, :-1]
+            state = np.where(acc, np.where(prev, KEPT, NEW), RENOISED).astype(np.uint8)
+            steps = np.arange(lo, hi)[None, :, None]
+            state[steps >= self.lock_in[:, c][:, None, :]] = FINAL
+            out[:, lo:hi] = state
+            for b in range(self.batch_size):  # inactive tail: freeze the last active state
+                last = self.last_active_step[b, c]
+                out[b, last + 1 : hi] = out[b, last]
+        return out
+
     def sampler_explainer(self, step: int, row: int = 0) -> dict[str, np.ndarray | float]:
         """Why the entropy-bound sampler accepted what it did at one step.
 
@@ -394,6 +423,24 @@ class Trace:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(path), metadata=header)
         return path
+
+    def to_html(self, path: str | Path, **kwargs: Any) -> Path:
+        """Write one self-contained HTML file that replays this run without a kernel."""
+        from .html import trace_to_html
+
+        return trace_to_html(self, path, **kwargs)
+
+    def to_gif(self, path: str | Path, **kwargs: Any) -> Path:
+        """Write an animated GIF of the canvas evolving, for slides."""
+        from .plots import canvas_gif
+
+        return canvas_gif(self, path, **kwargs)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        # Showing a trace in a notebook shows its timeline widget.
+        from .widget import Timeline
+
+        return Timeline(self)._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         routing = f", {self.expert_ids.shape[2]} routed layers" if self.has_routing else ""

@@ -1,0 +1,232 @@
+"""Train the shipped demo model: ``python -m dgviz.demo.train --steps 6000 --threads 2``.
+
+One multi-task DiffusionGemma (sudoku, addition, brackets, pets) trained with the DiffusionGemma
+objective (see `modeling.training_losses`). Writes the checkpoint (safetensors, config,
+generation config, tokenizer with chat template), a loss CSV and the loss-curve figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from .modeling import (
+    RouterRecorder,
+    build_config,
+    generation_config,
+    training_losses,
+)
+from .tasks import TASKS
+from .vocab import build_tokenizer, chat_prompt_ids
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
+LOSS_FIGURE = Path(__file__).resolve().parents[2] / "docs" / "images" / "demo-loss.png"
+# Training draws items from seeds >= TRAIN_SEED_BASE; evaluation uses seeds below it.
+TRAIN_SEED_BASE = 1_000_000
+TASK_WEIGHTS = {"sudoku": 0.55, "addition": 0.15, "brackets": 0.15, "pets": 0.15}
+
+
+def sudoku_blanks(progress: float) -> tuple[int, int]:
+    """Curriculum: the hardest puzzles grow from 30 to 55 blanks over the first half."""
+    return 10, int(30 + 25 * min(1.0, progress / 0.5))
+
+
+def sample_items(rng: random.Random, batch_size: int, progress: float):
+    tasks = rng.choices(list(TASK_WEIGHTS), weights=list(TASK_WEIGHTS.values()), k=batch_size)
+    items = []
+    for name in tasks:
+        seed = TRAIN_SEED_BASE + rng.getrandbits(40)
+        if name == "sudoku":
+            # Uniqueness checks cost more than a training step; a rare second solution is harmless.
+            item = TASKS[name].generate(1, seed, blanks=sudoku_blanks(progress), unique=False)[0]
+        else:
+            item = TASKS[name].generate(1, seed)[0]
+        items.append((name, item))
+    return items
+
+
+def encode_batch(tokenizer, items, canvas_length: int):
+    """Left-padded prompt ids + mask, and clean canvases: answer, eos, then pad."""
+    prompts = [chat_prompt_ids(tokenizer, TASKS[name].prompt(item)) for name, item in items]
+    width = max(len(p) for p in prompts)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    prompt_ids = torch.full((len(items), width), pad, dtype=torch.long)
+    prompt_mask = torch.zeros((len(items), width), dtype=torch.long)
+    canvas = torch.full((len(items), canvas_length), pad, dtype=torch.long)
+    for row, (ids, (name, item)) in enumerate(zip(prompts, items)):
+        prompt_ids[row, width - len(ids):] = torch.tensor(ids)
+        prompt_mask[row, width - len(ids):] = 1
+        answer_ids = tokenizer(TASKS[name].target(item), add_special_tokens=False)["input_ids"]
+        answer_ids = answer_ids + [eos]
+        assert len(answer_ids) <= canvas_length, "answer does not fit the canvas"
+        canvas[row, : len(answer_ids)] = torch.tensor(answer_ids)
+    return prompt_ids, prompt_mask, canvas
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def save_checkpoint(model, tokenizer, out_dir: Path):
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.generation_config = generation_config(
+        tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id
+    )
+    model.save_pretrained(out_dir)  # safetensors + config.json + generation_config.json
+    tokenizer.save_pretrained(out_dir)
+
+
+def write_loss_figure(csv_path: Path, figure_path: Path) -> bool:
+    """Render the loss curve; matplotlib is a training-only tool, not a dgviz dependency."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib not installed: loss curve left in {csv_path}")
+        return False
+    with open(csv_path) as handle:
+        rows = list(csv.DictReader(handle))
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=120)
+    for key, label in (("denoise", "denoising CE"), ("ar", "encoder AR CE"), ("balance", "balance")):
+        values = [float(r[key]) for r in rows]
+        window = 20
+        smooth = [sum(values[max(0, i - window + 1): i + 1]) / len(values[max(0, i - window + 1): i + 1])
+                  for i in range(len(values))]
+        ax.plot(steps, smooth, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (moving average)")
+    ax.set_title("dgviz demo model: training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    figure_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure_path)
+    plt.close(fig)
+    return True
+
+
+def train(
+    steps: int,
+    out_dir: Path,
+    seed: int = 0,
+    threads: int = 2,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    balance_weight: float = 0.05,
+    hidden_size: int = 64,
+    num_layers: int = 4,
+    minutes: float | None = None,
+    save_every_minutes: float = 10.0,
+    log_every: int = 10,
+    figure: Path | None = LOSS_FIGURE,
+    model=None,
+    quiet: bool = False,
+):
+    """Train and save; returns the list of logged loss rows. `minutes` caps the wall time."""
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    generator = torch.Generator().manual_seed(seed)
+    tokenizer = build_tokenizer()
+    if model is None:
+        model = DiffusionGemmaForBlockDiffusion(build_config(hidden_size, num_layers))
+    model.train()
+    canvas_length = model.config.canvas_length
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    recorder = RouterRecorder([layer.router for layer in model.model.decoder.layers])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir.parent / f"{out_dir.name}-loss.csv"
+    rows = []
+    start = last_save = time.time()
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, ["step", "seconds", "lr", "total", "denoise", "ar", "balance"])
+        writer.writeheader()
+        for step in range(steps):
+            elapsed = time.time() - start
+            if minutes is not None and elapsed > 60 * minutes:
+                break
+            progress = step / steps
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, steps, lr)
+            items = sample_items(rng, batch_size, progress)
+            prompt_ids, prompt_mask, canvas = encode_batch(tokenizer, items, canvas_length)
+            losses = training_losses(
+                model, prompt_ids, prompt_mask, canvas, recorder, generator,
+                self_condition=rng.random() < 0.5,
+            )
+            total = losses["denoise"] + losses["ar"] + balance_weight * losses["balance"]
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            row = {
+                "step": step, "seconds": round(elapsed, 1), "lr": optimizer.param_groups[0]["lr"],
+                "total": total.item(), **{k: v.item() for k, v in losses.items()},
+            }
+            rows.append(row)
+            writer.writerow(row)
+            if step % log_every == 0:
+                handle.flush()
+                if not quiet:
+                    print(
+                        f"step {step:5d} {elapsed:7.0f}s lr {row['lr']:.2e} total {row['total']:.4f} "
+                        f"denoise {row['denoise']:.4f} ar {row['ar']:.4f} balance {row['balance']:.3f}",
+                        flush=True,
+                    )
+            if time.time() - last_save > 60 * save_every_minutes:
+                save_checkpoint(model, tokenizer, out_dir)
+                last_save = time.time()
+    recorder.remove()
+    model.eval()
+    save_checkpoint(model, tokenizer, out_dir)
+    meta = {"steps_done": len(rows), "wall_seconds": round(time.time() - start, 1), "seed": seed,
+            "threads": threads, "batch_size": batch_size, "lr": lr, "balance_weight": balance_weight,
+            "task_weights": TASK_WEIGHTS}
+    (out_dir.parent / f"{out_dir.name}-train.json").write_text(json.dumps(meta, indent=2))
+    if figure is not None:
+        write_loss_figure(csv_path, figure)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=6000, help="optimizer steps (sets the LR schedule)")
+    parser.add_argument("--minutes", type=float, default=None, help="stop early after this wall time")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--balance-weight", type=float, default=0.05)
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
+    parser.add_argument("--figure", type=Path, default=LOSS_FIGURE)
+    args = parser.parse_args(argv)
+    rows = train(
+        steps=args.steps, out_dir=args.out, seed=args.seed, threads=args.threads,
+        batch_size=args.batch_size, lr=args.lr, balance_weight=args.balance_weight,
+        hidden_size=args.hidden_size, num_layers=args.layers, minutes=args.minutes,
+        figure=args.figure,
+    )
+    print(f"trained {len(rows)} steps; checkpoint in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

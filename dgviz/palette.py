@@ -1,0 +1,39 @@
+"""The one colour language of dgviz, shared by the widget (sent to JS) and the plotly figures.
+
+Colours are from the Okabe-Ito palette, which stays distinguishable with the common forms of
+colour blindness; continuous scales are perceptually uniform (cividis for confidence, magma for
+entropy), readable in greyscale too.
+"""
+
+from __future__ import annotations
+
+# Position states (`dgviz.trace.RENOISED, NEW, KEPT, FINAL`), in that order.
+STATE_COLORS = ("#BBBBBB", "#E69F00", "#56B4E9", "#009E73")
+STATE_TEXT_COLORS = ("#666666", "#000000", "#000000", "#FFFFFF")
+
+CONFIDENCE_SCALE = "Cividis"
+ENTROPY_SCALE = "Magma_r"
+LOAD_SCALE = "Blues"
+
+# Categorical colours for experts (Okabe-Ito, then Paul Tol's muted): expert e gets
+# EXPERT_COLORS[e % len(EXPERT_COLORS)]. With more experts than colours, views say which
+# experts share a colour (hover shows the id).
+EXPERT_COLORS = (
+    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000",
+    "#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677", "#882255",
+)
+
+
+def expert_color(expert: int) -> str:
+    return EXPERT_COLORS[int(expert) % len(EXPERT_COLORS)]
+
+
+def as_dict() -> dict:
+    """Everything above, JSON-ready (the widget sends it to the front end)."""
+    return {
+        "states": list(STATE_COLORS),
+        "stateText": list(STATE_TEXT_COLORS),
+        "experts": list(EXPERT_COLORS),
+        "confidence": CONFIDENCE_SCALE,
+        "entropy": ENTROPY_SCALE,
+    }
