@@ -223,6 +223,10 @@ class Trace:
         self._check_canvas(canvas)
         return np.flatnonzero(self.step_canvas == canvas)
 
+    def _check_canvas(self, canvas: int) -> None:
+        if not 0 <= canvas < self.num_canvases:
+            raise IndexError(f"canvas {canvas} out of range: this trace has {self.num_canvases}.")
+
     def tokens(self, ids: np.ndarray | list[int]) -> list[str]:
         """Decoded text of each id (ids not seen in the run come back as ``⟨id⟩``)."""
         return [self.token_text.get(int(i), f"⟨{int(i)}⟩") for i in np.asarray(ids).ravel()]
