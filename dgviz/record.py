@@ -19,6 +19,7 @@ tensor. All wrappers and hooks are removed when `record` returns, raises or is i
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import time
@@ -124,9 +125,9 @@ def record(
     if not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer (got {top_k!r}).")
     if _is_diffusers_pipeline(model):
-        from . import _diffusers_record
+        from .record_diffusers import record_pipeline
 
-        return _diffusers_record.record_pipeline(
+        return record_pipeline(
             model, prompt, seed=seed, top_k=top_k, routing=routing, on_step=on_step,
             **generate_kwargs,
         )
@@ -158,7 +159,7 @@ def record(
         with recorder.installed():
             output = model.generate(input_ids, **generate_kwargs)
     except KeyboardInterrupt:
-        trace = recorder.build(complete=False, seed=seed)
+        trace = recorder.finish(complete=False, seed=seed)
         warnings.warn(
             f"Recording interrupted after {trace.num_steps} steps; returning the partial trace "
             "(trace.complete is False).",
@@ -167,9 +168,9 @@ def record(
         return trace
     except Exception as err:
         with contextlib.suppress(Exception):
-            err.partial_trace = recorder.build(complete=False, seed=seed)  # type: ignore[attr-defined]
+            err.partial_trace = recorder.finish(complete=False, seed=seed)  # type: ignore[attr-defined]
         raise
-    return recorder.build(complete=True, seed=seed, output=output)
+    return recorder.finish(complete=True, seed=seed, output=output)
 
 
 # ---------------------------------------------------------------------------- input handling
@@ -296,169 +297,72 @@ def token_texts(tokenizer: Any, ids: np.ndarray) -> dict[int, str]:
 
 
 # ---------------------------------------------------------------------------- the recorder
-class _Recorder:
-    """Collects one run. Installed on a model instance only inside `installed()`."""
+class Collector:
+    """Collects the steps of one run and builds the Trace; shared by every recording path.
 
-    def __init__(self, model, tokenizer, *, top_k, routing, on_step, sampler_factory):
-        self.model = model
+    A recording path sets ``prompt_ids``, fills ``pending`` with the step's device tensors,
+    lets the router hooks fill their sinks, and calls `flush_step` once per step.
+    """
+
+    def __init__(self, tokenizer, *, top_k: int, routing: bool, on_step, canvas_length: int):
         self.tokenizer = tokenizer
         self.top_k = top_k
         self.routing = routing
         self.on_step = on_step
-        self.sampler_factory = sampler_factory
+        self.canvas_length = canvas_length
         self.prompt_ids: torch.Tensor | None = None
-        self.generation_config = None
-        self.sampler = None
+        self.canvas = -1
         self.steps: list[dict[str, np.ndarray]] = []
         self.step_meta: list[tuple[int, int, float, float]] = []  # canvas, remaining, temp, seconds
         self.encoder_routing: list[dict[str, np.ndarray]] = []
-        self.canvas = -1
-        self.sequences: torch.Tensor | None = None  # prompt + finished canvases so far
-        self.finished_sequences: torch.Tensor | None = None
-        self._pending: dict[str, torch.Tensor] = {}
-        self._dec_routes: list[tuple] = []
-        self._enc_routes: list[tuple] = []
-        self._stop_fired: torch.Tensor | None = None
+        self.pending: dict[str, torch.Tensor] = {}
+        self.decoder_routes: list[tuple] = []
+        self.encoder_routes: list[tuple] = []
         self._known_ids: set[int] = set()
 
-    # -- installation -------------------------------------------------------------------
     @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        model = self.model
-        patched = {
-            "_prepare_sampler": self._wrap_prepare_sampler(model._prepare_sampler),
-            "_prepare_diffusion_stopping_criteria": self._wrap_prepare_stop(
-                model._prepare_diffusion_stopping_criteria
-            ),
-            "_prepare_denoiser_inputs": self._wrap_denoiser_inputs(model._prepare_denoiser_inputs),
-            "_denoising_step": self._wrap_denoising_step(model._denoising_step),
-            "_finalize_canvas": self._wrap_finalize(model._finalize_canvas),
-        }
-        previous = {name: model.__dict__.get(name) for name in patched}
+    def router_hooks(self, model) -> Iterator[None]:
         handles = []
         try:
-            for name, fn in patched.items():
-                setattr(model, name, fn)
             if self.routing:
-                for layer in decoder_routers(model):
-                    handles.append(layer.register_forward_hook(self._route_hook(self._dec_routes)))
-                for layer in encoder_routers(model):
-                    handles.append(layer.register_forward_hook(self._route_hook(self._enc_routes)))
+                for router in decoder_routers(model):
+                    handles.append(router.register_forward_hook(_route_hook(self.decoder_routes)))
+                for router in encoder_routers(model):
+                    handles.append(router.register_forward_hook(_route_hook(self.encoder_routes)))
             yield
         finally:
-            for h in handles:
-                h.remove()
-            for name, old in previous.items():
-                if old is None:
-                    model.__dict__.pop(name, None)
-                else:
-                    setattr(model, name, old)
-            self._flush_encoder()
+            for handle in handles:
+                handle.remove()
 
-    # -- wrappers -------------------------------------------------------------------------
-    def _wrap_prepare_sampler(self, original):
-        def prepare_sampler(generation_config):
-            self.generation_config = generation_config
-            if self.sampler_factory is not None:
-                sampler = self.sampler_factory(generation_config, self.model)
-            else:
-                sampler = original(generation_config)
-            accept = sampler.accept_canvas
-
-            def accept_canvas(current_canvas, denoiser_canvas, logits, cur_step):
-                accepted_canvas = accept(current_canvas, denoiser_canvas, logits, cur_step)
-                mask = getattr(sampler, "accepted_token_mask", None)
-                if mask is None:  # samplers that keep no mask: accepted = took the sampled token
-                    mask = (accepted_canvas == denoiser_canvas) & (accepted_canvas != current_canvas)
-                self._reduce_step(current_canvas, denoiser_canvas, logits, mask)
-                return accepted_canvas
-
-            sampler.accept_canvas = accept_canvas
-            self.sampler = sampler
-            return sampler
-
-        return prepare_sampler
-
-    def _wrap_prepare_stop(self, original):
-        def prepare_stop(generation_config):
-            inner = original(generation_config)
-            return None if inner is None else _RecordingStop(inner, self)
-
-        return prepare_stop
-
-    def _wrap_denoiser_inputs(self, original):
-        def prepare_denoiser_inputs(*args, **kwargs):
-            self._flush_encoder()
-            self.canvas += 1
-            return original(*args, **kwargs)
-
-        return prepare_denoiser_inputs
-
-    def _wrap_denoising_step(self, original):
-        def denoising_step(*args, **kwargs):
-            start = time.perf_counter()
-            finished = kwargs["finished_denoising"].clone()
-            if self.finished_sequences is not None:
-                finished |= self.finished_sequences
-            self._stop_fired = None
-            result = original(*args, **kwargs)
-            new_argmax = result[1]
-            remaining = int(kwargs["cur_step"])
-            self._pending["draft"] = new_argmax
-            self._pending["active"] = ~finished
-            stop = self._stop_fired
-            if stop is None:
-                stop = torch.zeros_like(finished)
-            self._pending["stop"] = stop
-            self._flush_step(remaining, start)
-            return result
-
-        return denoising_step
-
-    def _wrap_finalize(self, original):
-        def finalize_canvas(*args, **kwargs):
-            input_ids, finished = original(*args, **kwargs)
-            self.sequences = input_ids
-            self.finished_sequences = finished
-            return input_ids, finished
-
-        return finalize_canvas
-
-    def _route_hook(self, sink: list):
-        def hook(_module, _inputs, output):
-            probs, weights, index = output[0], output[1], output[2]
-            sink.append((index, weights, torch.special.entr(probs.float()).sum(-1)))
-
-        return hook
-
-    # -- per-step reduction (on the model's device) ---------------------------------------
-    def _reduce_step(self, current_canvas, denoiser_canvas, logits, mask) -> None:
+    def reduce_logits(self, logits: torch.Tensor) -> None:
+        """Confidence, entropy and top-k of one step's distribution, on the model's device."""
         probs = torch.softmax(logits.float(), dim=-1)
         top_p, top_i = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
-        self._pending.update(
-            canvas_in=current_canvas,
-            sampled=denoiser_canvas,
-            accepted=mask,
+        self.pending.update(
             confidence=top_p[..., 0],
             entropy=torch.special.entr(probs).sum(-1),  # 0·log 0 = 0 even for masked tokens
             topk_ids=top_i,
             topk_probs=top_p,
         )
 
-    def _flush_step(self, remaining: int, start: float) -> None:
-        pending, self._pending = self._pending, {}
+    def flush_step(self, remaining: int, temperature: float, start: float, layers: int | None = None) -> None:
+        """Copy the pending step to the host (one transfer) and hand it to ``on_step``.
+
+        ``layers``: keep only the last ``layers`` decoder router calls (extra decoder passes,
+        like diffusers' corrector sweeps, also fire the hooks).
+        """
+        pending, self.pending = self.pending, {}
         batch, length = pending["canvas_in"].shape
-        routes = self._dec_routes[:]
-        self._dec_routes.clear()  # hooks hold this list: empty it in place
+        routes = self.decoder_routes[-layers:] if layers else self.decoder_routes[:]
+        self.decoder_routes.clear()  # the hooks hold this list: empty it in place
         if routes:
-            # [N, B*L, k] -> [B, N, L, k]
             n, k = len(routes), routes[0][0].shape[-1]
+            # [N, B*L, k] -> [B, N, L, k]
             pending["expert_ids"] = torch.stack([r[0] for r in routes]).view(n, batch, length, k).transpose(0, 1)
             pending["expert_weights"] = torch.stack([r[1] for r in routes]).view(n, batch, length, k).transpose(0, 1)
             pending["router_entropy"] = torch.stack([r[2] for r in routes]).view(n, batch, length).transpose(0, 1)
         host = _to_host(pending)
         seconds = time.perf_counter() - start
-        temperature = self._temperature(remaining)
         self.steps.append(host)
         self.step_meta.append((self.canvas, remaining, temperature, seconds))
         if self.on_step is not None:
@@ -474,9 +378,9 @@ class _Recorder:
                 )
             )
 
-    def _flush_encoder(self) -> None:
-        routes = self._enc_routes[:]
-        self._enc_routes.clear()
+    def flush_encoder(self) -> None:
+        routes = self.encoder_routes[:]
+        self.encoder_routes.clear()
         if not routes:
             return
         n, k = len(routes), routes[0][0].shape[-1]
@@ -489,54 +393,27 @@ class _Recorder:
         }
         self.encoder_routing.append(_to_host(packed))
 
-    def _temperature(self, remaining: int) -> float:
-        cfg = self.generation_config
-        if cfg is None or cfg.t_min is None or cfg.t_max is None:
-            return math.nan
-        return cfg.t_min + (cfg.t_max - cfg.t_min) * remaining / cfg.max_denoising_steps
-
     def _new_token_text(self, host: dict[str, np.ndarray]) -> dict[int, str]:
-        ids = np.concatenate([host[k].ravel() for k in ("canvas_in", "sampled", "draft", "topk_ids")])
+        ids = np.concatenate([host[k].ravel() for k in ("canvas_in", "sampled", "draft", "topk_ids") if k in host])
         new = np.setdiff1d(np.unique(ids), np.fromiter(self._known_ids, np.int64, len(self._known_ids)))
         self._known_ids.update(int(i) for i in new)
         return token_texts(self.tokenizer, new)
 
-    # -- the result -----------------------------------------------------------------------
-    def build(self, *, complete: bool, seed: int | None, output: Any = None) -> Trace:
-        prompt = self.prompt_ids.detach().cpu().numpy() if self.prompt_ids is not None else np.zeros((1, 0))
-        batch, plen = prompt.shape
-        length = self.model.config.canvas_length
-        k = self.top_k
-        if output is not None:
-            sequences = output.sequences.detach().cpu().numpy()
-            tpf = output.tokens_per_forward
-            tpf = tpf.detach().cpu().numpy() if tpf is not None else np.full(batch, np.nan)
-        else:  # interrupted: whatever canvases were finished
-            seq = self.sequences
-            sequences = seq.detach().cpu().numpy() if seq is not None else prompt
-            tpf = np.full(batch, np.nan)
-        output_ids = sequences[:, plen:]
-
-        def stack(name, tail, dtype):
-            if not self.steps or name not in self.steps[0]:
-                return np.zeros((batch, 0, *tail), dtype) if name in _REQUIRED else None
+    def stack(self, name: str, dtype) -> np.ndarray | None:
+        """``name`` over all steps, ``[B, S, ...]``; None for routing arrays never recorded."""
+        if self.steps and name in self.steps[0]:
             return np.stack([s[name] for s in self.steps], axis=1).astype(dtype)
+        if name not in _REQUIRED_SHAPES:
+            return None
+        batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
+        tail = _REQUIRED_SHAPES[name](self.canvas_length, self.top_k)
+        return np.zeros((batch, 0, *tail), dtype)
 
-        arrays = {
-            "canvas_in": stack("canvas_in", (length,), np.int32),
-            "sampled": stack("sampled", (length,), np.int32),
-            "draft": stack("draft", (length,), np.int32),
-            "accepted": stack("accepted", (length,), bool),
-            "confidence": stack("confidence", (length,), np.float32),
-            "entropy": stack("entropy", (length,), np.float32),
-            "topk_ids": stack("topk_ids", (length, k), np.int32),
-            "topk_probs": stack("topk_probs", (length, k), np.float32),
-            "active": stack("active", (), bool),
-            "stop": stack("stop", (), bool),
-            "expert_ids": stack("expert_ids", (), np.int16),
-            "expert_weights": stack("expert_weights", (), np.float16),
-            "router_entropy": stack("router_entropy", (), np.float16),
-        }
+    def build(self, *, output_ids: np.ndarray, tokens_per_forward: np.ndarray, meta: dict,
+              overrides: dict[str, np.ndarray] | None = None) -> Trace:
+        prompt = self.prompt_ids.detach().cpu().numpy() if self.prompt_ids is not None else np.zeros((1, 0))
+        arrays = {name: self.stack(name, dtype) for name, dtype in _STEP_DTYPES.items()}
+        arrays.update(overrides or {})
         if self.encoder_routing:
             for name, dtype in (("encoder_expert_ids", np.int16), ("encoder_expert_weights", np.float16),
                                 ("encoder_router_entropy", np.float16)):
@@ -544,6 +421,11 @@ class _Recorder:
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
         seen = [prompt, output_ids] + [arrays[n] for n in ("canvas_in", "sampled", "draft", "topk_ids")]
         token_text = token_texts(self.tokenizer, np.concatenate([a.ravel() for a in seen]))
+        meta = {
+            **meta,
+            "text": self.tokenizer.batch_decode(output_ids, skip_special_tokens=True),
+            "prompt_text": self.tokenizer.batch_decode(prompt, skip_special_tokens=False),
+        }
         return Trace(
             **{name: value for name, value in arrays.items() if value is not None},
             step_canvas=meta_steps[:, 0].astype(np.int32),
@@ -552,12 +434,167 @@ class _Recorder:
             step_seconds=meta_steps[:, 3],
             prompt_ids=prompt,
             output_ids=output_ids,
-            tokens_per_forward=tpf,
+            tokens_per_forward=tokens_per_forward,
             token_text=token_text,
-            meta=self._meta(complete, seed, prompt, output_ids),
+            meta=meta,
         )
 
-    def _meta(self, complete, seed, prompt, output_ids) -> dict[str, Any]:
+
+_STEP_DTYPES = {
+    "canvas_in": np.int32, "sampled": np.int32, "draft": np.int32, "accepted": bool,
+    "confidence": np.float32, "entropy": np.float32, "topk_ids": np.int32,
+    "topk_probs": np.float32, "active": bool, "stop": bool, "expert_ids": np.int16,
+    "expert_weights": np.float16, "router_entropy": np.float16,
+}
+# trailing shape of each required per-step array, from (canvas_length, top_k)
+_REQUIRED_SHAPES = {
+    **{n: (lambda length, k: (length,)) for n in
+       ("canvas_in", "sampled", "draft", "accepted", "confidence", "entropy")},
+    "topk_ids": lambda length, k: (length, k),
+    "topk_probs": lambda length, k: (length, k),
+    "active": lambda length, k: (),
+    "stop": lambda length, k: (),
+}
+
+
+def _route_hook(sink: list):
+    def hook(_module, _inputs, output):
+        probs, weights, index = output[0], output[1], output[2]
+        sink.append((index, weights, torch.special.entr(probs.float()).sum(-1)))
+
+    return hook
+
+
+class _Recorder(Collector):
+    """Records transformers' generate. Installed on a model instance only inside `installed()`."""
+
+    def __init__(self, model, tokenizer, *, top_k, routing, on_step, sampler_factory):
+        super().__init__(tokenizer, top_k=top_k, routing=routing, on_step=on_step,
+                         canvas_length=model.config.canvas_length)
+        self.model = model
+        self.sampler_factory = sampler_factory
+        self.generation_config = None
+        self.sampler = None
+        self.sequences: torch.Tensor | None = None  # prompt + finished canvases so far
+        self.finished_sequences: torch.Tensor | None = None
+        self._stop_fired: torch.Tensor | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        model = self.model
+        patched = {
+            "_prepare_sampler": self._wrap_prepare_sampler(model._prepare_sampler),
+            "_prepare_diffusion_stopping_criteria": self._wrap_prepare_stop(
+                model._prepare_diffusion_stopping_criteria
+            ),
+            "_prepare_denoiser_inputs": self._wrap_denoiser_inputs(model._prepare_denoiser_inputs),
+            "_denoising_step": self._wrap_denoising_step(model._denoising_step),
+            "_finalize_canvas": self._wrap_finalize(model._finalize_canvas),
+        }
+        previous = {name: model.__dict__.get(name) for name in patched}
+        try:
+            for name, fn in patched.items():
+                setattr(model, name, fn)
+            with self.router_hooks(model):
+                yield
+        finally:
+            for name, old in previous.items():
+                if old is None:
+                    model.__dict__.pop(name, None)
+                else:
+                    setattr(model, name, old)
+            self.flush_encoder()
+
+    def _wrap_prepare_sampler(self, original):
+        @functools.wraps(original)
+        def prepare_sampler(generation_config):
+            self.generation_config = generation_config
+            if self.sampler_factory is not None:
+                sampler = self.sampler_factory(generation_config, self.model)
+            else:
+                sampler = original(generation_config)
+            accept = sampler.accept_canvas
+
+            def accept_canvas(current_canvas, denoiser_canvas, logits, cur_step):
+                accepted_canvas = accept(current_canvas, denoiser_canvas, logits, cur_step)
+                mask = getattr(sampler, "accepted_token_mask", None)
+                if mask is None:  # samplers that keep no mask: accepted = took the sampled token
+                    mask = (accepted_canvas == denoiser_canvas) & (accepted_canvas != current_canvas)
+                self.pending.update(canvas_in=current_canvas, sampled=denoiser_canvas, accepted=mask)
+                self.reduce_logits(logits)
+                return accepted_canvas
+
+            sampler.accept_canvas = accept_canvas
+            self.sampler = sampler
+            return sampler
+
+        return prepare_sampler
+
+    def _wrap_prepare_stop(self, original):
+        @functools.wraps(original)
+        def prepare_stop(generation_config):
+            inner = original(generation_config)
+            return None if inner is None else _RecordingStop(inner, self)
+
+        return prepare_stop
+
+    def _wrap_denoiser_inputs(self, original):
+        @functools.wraps(original)
+        def prepare_denoiser_inputs(*args, **kwargs):
+            self.flush_encoder()
+            self.canvas += 1
+            return original(*args, **kwargs)
+
+        return prepare_denoiser_inputs
+
+    def _wrap_denoising_step(self, original):
+        @functools.wraps(original)
+        def denoising_step(*args, **kwargs):
+            start = time.perf_counter()
+            finished = kwargs["finished_denoising"].clone()
+            if self.finished_sequences is not None:
+                finished |= self.finished_sequences
+            self._stop_fired = None
+            result = original(*args, **kwargs)
+            stop = self._stop_fired if self._stop_fired is not None else torch.zeros_like(finished)
+            # the draft after the stop criterion froze finished rows: what generate keeps
+            self.pending.update(draft=result[1], active=~finished, stop=stop)
+            remaining = int(kwargs["cur_step"])
+            self.flush_step(remaining, self._temperature(remaining), start)
+            return result
+
+        return denoising_step
+
+    def _wrap_finalize(self, original):
+        @functools.wraps(original)
+        def finalize_canvas(*args, **kwargs):
+            input_ids, finished = original(*args, **kwargs)
+            self.sequences = input_ids
+            self.finished_sequences = finished
+            return input_ids, finished
+
+        return finalize_canvas
+
+    def _temperature(self, remaining: int) -> float:
+        cfg = self.generation_config
+        if cfg is None or cfg.t_min is None or cfg.t_max is None:
+            return math.nan
+        return cfg.t_min + (cfg.t_max - cfg.t_min) * remaining / cfg.max_denoising_steps
+
+    def finish(self, *, complete: bool, seed: int | None, output: Any = None) -> Trace:
+        batch, plen = self.prompt_ids.shape
+        if output is not None:
+            sequences = output.sequences.detach().cpu().numpy()
+            tpf = output.tokens_per_forward
+            tpf = tpf.detach().cpu().numpy() if tpf is not None else np.full(batch, np.nan)
+        else:  # interrupted: whatever canvases were finished
+            seq = self.sequences if self.sequences is not None else self.prompt_ids
+            sequences = seq.detach().cpu().numpy()
+            tpf = np.full(batch, np.nan)
+        return self.build(output_ids=sequences[:, plen:], tokens_per_forward=tpf,
+                          meta=self._meta(complete, seed))
+
+    def _meta(self, complete, seed) -> dict[str, Any]:
         cfg = self.generation_config
         settings: dict[str, Any] = {"seed": seed, "top_k": self.top_k}
         if cfg is not None:
@@ -571,18 +608,8 @@ class _Recorder:
             describe = getattr(self.sampler, "describe", None)
             if callable(describe):
                 settings.update(describe())
-        return {
-            "complete": complete,
-            "source": "transformers",
-            "settings": settings,
-            "text": self.tokenizer.batch_decode(output_ids, skip_special_tokens=True),
-            "prompt_text": self.tokenizer.batch_decode(prompt, skip_special_tokens=False),
-            **model_facts(self.model),
-        }
-
-
-_REQUIRED = {"canvas_in", "sampled", "draft", "accepted", "confidence", "entropy", "topk_ids",
-             "topk_probs", "active", "stop"}
+        return {"complete": complete, "source": "transformers", "settings": settings,
+                **model_facts(self.model)}
 
 
 class _RecordingStop:
