@@ -1,0 +1,375 @@
+"""dgviz.plots: figure structure and values against a recorded tiny trace, and the exports."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+import dgviz
+from dgviz import palette, plots
+from dgviz.testing import tiny_model
+from dgviz.trace import FINAL, NEW, RENOISED, visible
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="module")
+def trace() -> dgviz.Trace:
+    model, tok = tiny_model()
+    return dgviz.record(model, tok, "the cat sat", seed=0, max_new_tokens=48,
+                        max_denoising_steps=8)
+
+
+@pytest.fixture(scope="module")
+def no_routing(trace) -> dgviz.Trace:
+    return dataclasses.replace(
+        trace, expert_ids=None, expert_weights=None, router_entropy=None,
+        encoder_expert_ids=None, encoder_expert_weights=None, encoder_router_entropy=None,
+    )
+
+
+def _heatmap(fig: go.Figure) -> go.Heatmap:
+    maps = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(maps) == 1
+    return maps[0]
+
+
+def _vlines(fig: go.Figure) -> list[float]:
+    return sorted({float(s.x0) for s in fig.layout.shapes if s.type == "line"})
+
+
+def _top1(ids, weights):
+    best = np.argmax(weights.astype(np.float32), axis=-1)[..., None]
+    return np.take_along_axis(ids, best, axis=-1)[..., 0]
+
+
+def test_trace_is_multi_canvas_with_routing(trace):
+    # the rest of the file relies on this shape of run
+    assert trace.num_canvases == 3
+    assert trace.canvas_length == 16
+    assert trace.num_steps == 24
+    assert trace.has_routing
+    assert trace.encoder_expert_ids is not None
+    assert trace.active.all()
+
+
+# ------------------------------------------------------------------ confidence / entropy
+@pytest.mark.parametrize(("fn", "field"), [
+    (plots.confidence_heatmap, "confidence"), (plots.entropy_heatmap, "entropy"),
+])
+def test_value_heatmap_whole_run(trace, fn, field):
+    fig = fn(trace)
+    hm = _heatmap(fig)
+    z = np.asarray(hm.z, dtype=np.float64)
+    np.testing.assert_allclose(z, getattr(trace, field)[0].T.astype(np.float64), rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(hm.x), np.arange(trace.num_steps))
+    # hover text is the visible draft token at that step
+    text = np.asarray(hm.text)
+    assert text.shape == (16, 24)
+    assert text[5, 7] == visible(trace.tokens([trace.draft[0, 7, 5]])[0])
+    # top axis: transformers' remaining-steps count
+    top = fig.layout.xaxis99
+    assert top.side == "top"
+    assert top.overlaying == "x"
+    for v, t in zip(top.tickvals, top.ticktext, strict=False):
+        assert int(t) == trace.step_remaining[int(v)]
+    # canvas boundaries on the global timeline
+    assert _vlines(fig) == [7.5, 15.5]
+    assert {a.text for a in fig.layout.annotations} >= {"canvas 0", "canvas 1", "canvas 2"}
+
+
+def test_confidence_heatmap_one_canvas_and_scale(trace):
+    fig = plots.confidence_heatmap(trace, canvas=1)
+    hm = _heatmap(fig)
+    steps = trace.canvas_steps(1)
+    np.testing.assert_array_equal(np.asarray(hm.x), steps)
+    np.testing.assert_allclose(np.asarray(hm.z), trace.confidence[0, steps].T, rtol=1e-6)
+    assert (hm.zmin, hm.zmax) == (0.0, 1.0)
+    assert _vlines(fig) == []  # no boundary inside one canvas
+    assert "canvas 1 of 3" in fig.layout.title.text
+    with pytest.raises(IndexError, match="canvas 3 out of range"):
+        plots.confidence_heatmap(trace, canvas=3)
+    with pytest.raises(IndexError, match="row 1 out of range"):
+        plots.entropy_heatmap(trace, row=1)
+
+
+def test_big_heatmap_averages_steps_and_says_so(trace):
+    fig = plots.confidence_heatmap(trace, max_cells=16 * 8)  # 16x24 cells -> 3 steps a column
+    hm = _heatmap(fig)
+    z = np.asarray(hm.z)
+    assert z.shape == (16, 8)
+    np.testing.assert_allclose(z[:, 0], trace.confidence[0, 0:3].mean(axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(hm.x), np.arange(0, 24, 3))
+    assert "mean of 3 steps" in fig.layout.title.text
+
+
+def test_inactive_steps_are_blank(trace):
+    active = trace.active.copy()
+    active[0, 20:] = False
+    stopped = dataclasses.replace(trace, active=active)
+    z = np.asarray(_heatmap(plots.confidence_heatmap(stopped)).z)
+    assert np.isnan(z[:, 20:]).all()
+    assert not np.isnan(z[:, :20]).any()
+
+
+# ------------------------------------------------------------------ lock-in, convergence
+def test_lock_in_map_matches_trace(trace):
+    fig = plots.lock_in_map(trace)
+    hm = _heatmap(fig)
+    np.testing.assert_array_equal(np.asarray(hm.z), trace.states[0].T)
+    # the state colours are the widget's
+    scale_colors = [c for _, c in hm.colorscale]
+    assert scale_colors[::2] == list(palette.STATE_COLORS)
+    assert list(hm.colorbar.tickvals) == [0, 1, 2, 3]
+    lock = next(t for t in fig.data if t.name and t.name.startswith("lock-in"))
+    x = np.asarray(lock.x) + 0.5
+    np.testing.assert_array_equal(x, trace.lock_in[0].ravel())
+    np.testing.assert_array_equal(np.asarray(lock.y), np.tile(np.arange(16), 3))
+    flips = next(t for t in fig.data if t.name and t.name.startswith("flip"))
+    assert len(flips.x) == trace.flips[0].sum()
+    # each flip marker sits where the draft changed from the step before, in one canvas
+    for s, p in zip(flips.x, flips.y, strict=False):
+        assert trace.step_canvas[s] == trace.step_canvas[s - 1]
+        assert trace.draft[0, s, p] != trace.draft[0, s - 1, p]
+
+
+def test_lock_in_map_drops_markers_beyond_limit(trace, monkeypatch):
+    monkeypatch.setattr(plots, "MAX_MARKERS", 3)
+    fig = plots.lock_in_map(trace)
+    assert not any(t.name and t.name.startswith("flip") for t in fig.data)
+    assert f"{trace.flips[0].sum():,} flips" in fig.layout.title.text
+
+
+def test_convergence_curve_is_lock_in_not_accepted(trace):
+    fig = plots.convergence_curve(trace)
+    lines = {t.name.split(" (")[0].split(" by")[0]: np.asarray(t.y, float) for t in fig.data
+             if t.name}
+    locked = lines["holds its final token"]
+    steps = np.arange(trace.num_steps)
+    expect = (steps[:, None] >= trace.lock_in[0][trace.step_canvas]).mean(axis=1)
+    np.testing.assert_allclose(locked, expect)
+    assert locked[trace._canvas_bounds[:, 1] - 1].tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(lines["accepted"], trace.accepted[0].mean(axis=1))
+    stable = lines["stable"]
+    assert np.isnan(stable[[0, 8, 16]]).all()
+    np.testing.assert_allclose(stable[1], (trace.draft[0, 1] == trace.draft[0, 0]).mean())
+
+
+def test_accepted_per_step_sums_and_tokens_per_forward(trace):
+    fig = plots.accepted_per_step(trace)
+    bars = [t for t in fig.data if isinstance(t, go.Bar)]
+    assert len(bars) == 2
+    total = np.sum([np.asarray(b.y) for b in bars], axis=0)
+    np.testing.assert_array_equal(total, trace.accepted[0].sum(axis=1))
+    assert sum(total) == trace.accepted[0].sum()
+    assert bars[0].marker.color == palette.STATE_COLORS[NEW]
+    # "accepted again" = accepted at this step and the step before, in the same canvas
+    again = np.asarray(bars[1].y)
+    assert again[0] == 0
+    assert again[8] == 0
+    np.testing.assert_array_equal(
+        again[1:8], (trace.accepted[0, 1:8] & trace.accepted[0, :7]).sum(axis=1)
+    )
+    tpf = next(t for t in fig.data if isinstance(t, go.Scatter) and t.name
+               and t.name.startswith("final tokens"))
+    y = np.asarray(tpf.y, float)
+    # at the end every position holds its final token: 48 tokens / 24 forward passes
+    assert y[-1] == pytest.approx(48 / 24)
+    assert y[-1] == pytest.approx(float(trace.tokens_per_forward[0]))
+    assert "24 forward passes" in fig.layout.title.text
+
+
+def test_sampler_explainer_figure(trace):
+    step = 9
+    ex = trace.sampler_explainer(step)
+    fig = plots.sampler_explainer(trace, step)
+    bar = next(t for t in fig.data if isinstance(t, go.Bar))
+    np.testing.assert_allclose(np.asarray(bar.y), ex["sorted_entropy"], rtol=1e-6)
+    colors = np.asarray(bar.marker.color)
+    np.testing.assert_array_equal(colors == palette.STATE_COLORS[NEW], ex["accepted"])
+    assert (colors[~ex["accepted"]] == palette.STATE_COLORS[RENOISED]).all()
+    np.testing.assert_array_equal(np.asarray(bar.customdata)[:, 0], ex["order"])
+    crit = next(t for t in fig.data if t.name and t.name.startswith("criterion"))
+    np.testing.assert_allclose(np.asarray(crit.y), ex["criterion"], rtol=1e-9)
+    hline = [s for s in fig.layout.shapes if s.y0 == s.y1]
+    assert [s.y0 for s in hline] == [pytest.approx(0.1)]  # entropy_bound
+    title = fig.layout.title.text
+    assert "step 9 (canvas 1, 7 remaining)" in title
+    assert f"accepted {int(ex['accepted'].sum())} of 16" in title
+    with pytest.raises(IndexError):
+        plots.sampler_explainer(trace, 24)
+
+
+# ------------------------------------------------------------------ routing
+def test_expert_weights_figure(trace):
+    step, layer = 5, 1
+    fig = plots.expert_weights(trace, step, layer)
+    z = np.asarray(_heatmap(fig).z, dtype=np.float64)
+    assert z.shape == (16, 8)
+    ids = trace.expert_ids[0, step, layer]
+    w = trace.expert_weights[0, step, layer].astype(np.float64)
+    assert (np.sum(~np.isnan(z), axis=1) == 2).all()  # top-2 per position
+    for p in range(16):
+        np.testing.assert_allclose(z[p, ids[p]], w[p], rtol=1e-3)
+    np.testing.assert_allclose(np.nansum(z, axis=1), w.sum(axis=1), rtol=1e-3)
+    assert "decoder layer 1 · step 5" in fig.layout.title.text
+
+
+def test_expert_load_sums_to_tokens_times_k(trace):
+    fig = plots.expert_load(trace)
+    z = np.asarray(_heatmap(fig).z)
+    n_layers, k = trace.expert_ids.shape[2], trace.expert_ids.shape[4]
+    assert z.shape == (n_layers, 8)
+    np.testing.assert_array_equal(z.sum(axis=1), [trace.num_steps * 16 * k] * n_layers)
+    for layer in range(n_layers):
+        expect = np.bincount(trace.expert_ids[0, :, layer].ravel(), minlength=8)
+        np.testing.assert_array_equal(z[layer], expect)
+    one = np.asarray(_heatmap(plots.expert_load(trace, canvas=2)).z)
+    assert one.sum() == n_layers * 8 * 16 * k
+    weighted = np.asarray(_heatmap(plots.expert_load(trace, weighted=True)).z)
+    np.testing.assert_allclose(
+        weighted.sum(axis=1),
+        trace.expert_weights[0].astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6,
+    )
+
+
+def test_expert_churn(trace):
+    top1 = _top1(trace.expert_ids[0], trace.expert_weights[0])  # [S, N, L]
+    fig = plots.expert_churn(trace)
+    z = np.asarray(_heatmap(fig).z, dtype=np.float64)  # [N, S]
+    assert np.isnan(z[:, [0, 8, 16]]).all()
+    np.testing.assert_allclose(z[:, 3], (top1[3] != top1[2]).mean(axis=1))
+    assert _vlines(fig) == [7.5, 15.5]
+    byp = plots.expert_churn(trace, by="position")
+    zp = np.asarray(_heatmap(byp).z)
+    assert zp.shape == (top1.shape[1], 48)
+    np.testing.assert_array_equal(zp[:, 16 + 4], (top1[9:16, :, 4] != top1[8:15, :, 4]).sum(0))
+    assert np.nansum(z * 16) == pytest.approx(zp.sum())
+    with pytest.raises(ValueError, match="by must be"):
+        plots.expert_churn(trace, by="layer")
+
+
+def test_router_entropy_and_expert_map(trace):
+    z = np.asarray(_heatmap(plots.router_entropy(trace)).z)
+    np.testing.assert_allclose(
+        z, trace.router_entropy[0].astype(np.float64).mean(axis=-1).T, rtol=1e-6
+    )
+    assert (z <= math.log(8) + 1e-3).all()
+    hm = _heatmap(plots.expert_map(trace, layer=1, canvas=0))
+    top1 = _top1(trace.expert_ids[0, :8, 1], trace.expert_weights[0, :8, 1])
+    np.testing.assert_array_equal(np.asarray(hm.z), top1.T)
+    assert [c for _, c in hm.colorscale][::2] == [palette.expert_color(e) for e in range(8)]
+
+
+def test_encoder_routing(trace):
+    fig = plots.encoder_routing(trace)
+    hm = _heatmap(fig)
+    top1 = _top1(trace.encoder_expert_ids[0], trace.encoder_expert_weights[0])  # [T, N]
+    np.testing.assert_array_equal(np.asarray(hm.z), top1.T)
+    # the encoder read the prompt, then canvases 0 and 1
+    labels = [a.text for a in fig.layout.annotations]
+    assert labels == ["prompt", "canvas 0", "canvas 1"]
+    assert _vlines(fig) == [2.5, 18.5]
+    assert list(fig.layout.xaxis.ticktext[:3]) == ["the", "cat", "sat"]
+
+
+def test_routing_figures_need_routing(no_routing):
+    calls = [
+        lambda: plots.expert_weights(no_routing, 0),
+        lambda: plots.expert_load(no_routing),
+        lambda: plots.expert_churn(no_routing),
+        lambda: plots.router_entropy(no_routing),
+        lambda: plots.expert_map(no_routing),
+        lambda: plots.encoder_routing(no_routing),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"routing=True"):
+            call()
+    # the other figures still work, and all_figures leaves routing out
+    assert set(plots.all_figures(no_routing)) == {
+        "confidence", "entropy", "lock_in", "convergence", "accepted", "sampler",
+    }
+
+
+def test_all_figures_serialise(trace):
+    figs = plots.all_figures(trace)
+    assert len(figs) == 13
+    for name, fig in figs.items():
+        assert isinstance(fig, go.Figure), name
+        assert fig.layout.title.text, name
+        spec = fig.to_plotly_json()
+        assert spec["data"], name
+        fig.to_json()  # valid JSON (no numpy leftovers plotly cannot encode)
+
+
+# ------------------------------------------------------------------ exports
+def test_canvas_gif(trace, tmp_path):
+    from PIL import Image
+
+    path = plots.canvas_gif(trace, tmp_path / "run.gif", ms_per_step=100, hold_last_ms=900)
+    with Image.open(path) as im:
+        assert im.format == "GIF"
+        assert im.n_frames == trace.num_steps
+        assert im.is_animated
+        size = im.size
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info["duration"])
+        # cells take the state colours: at step 0 nothing is final yet, at the canvas's last
+        # step (7) every position is (the legend swatch is there in both)
+        final = tuple(int(palette.STATE_COLORS[FINAL][k:k + 2], 16) for k in (1, 3, 5))
+        grey = tuple(int(palette.STATE_COLORS[RENOISED][k:k + 2], 16) for k in (1, 3, 5))
+        counts = {}
+        for i in (0, 7):
+            im.seek(i)
+            colors = dict((c, n) for n, c in im.convert("RGB").getcolors(1 << 16))
+            counts[i] = (colors.get(final, 0), colors.get(grey, 0))
+    assert durations[:-1] == [100] * (trace.num_steps - 1)
+    assert durations[-1] == 900
+    assert size[0] >= 560
+    assert size[1] > 100
+    assert trace.lock_in[0, 0].min() == 7  # the tiny model settles only at the last step
+    assert counts[7][0] > 10 * counts[0][0]
+    assert counts[0][1] > 10 * counts[7][1]
+    one = trace.to_gif(tmp_path / "c1.gif", canvas=1)
+    with Image.open(one) as im:
+        assert im.n_frames == len(trace.canvas_steps(1))
+
+
+def test_save_figure_png_and_svg(trace, tmp_path):
+    fig = plots.expert_load(trace)
+    try:
+        png = plots.save_figure(fig, tmp_path / "load.png", width=500, height=300)
+    except (ImportError, RuntimeError) as err:
+        if IN_CI:
+            raise
+        pytest.skip(f"static export unavailable here: {err}")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    with Image.open(png) as im:
+        assert im.size == (500, 300)
+    svg = plots.save_figure(fig, tmp_path / "load.svg", width=500, height=300)
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    assert "Expert load" in svg.read_text()
+
+
+def test_save_figure_errors(trace, tmp_path, monkeypatch):
+    fig = plots.expert_load(trace)
+    with pytest.raises(ValueError, match="no suffix"):
+        plots.save_figure(fig, tmp_path / "noext")
+    html = plots.save_figure(fig, tmp_path / "load.html")  # needs neither kaleido nor Chrome
+    assert "plotly" in html.read_text()[:5000].lower()
+    monkeypatch.setitem(sys.modules, "kaleido", None)
+    with pytest.raises(ImportError, match=r"dgviz\[export\].*Chromium"):
+        plots.save_figure(fig, tmp_path / "x.png")
