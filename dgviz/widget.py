@@ -1,0 +1,483 @@
+"""The canvas timeline widget: replay a `Trace` step by step in a notebook, or watch a run live.
+
+``Timeline(trace)`` shows a recorded run; ``show(model, tokenizer, prompt, **kwargs)`` displays a
+widget at once and fills it while the model generates (the recording runs in a background thread,
+so the kernel stays responsive). The front end is one ESM bundle (``dgviz/static/widget.js``,
+built from ``js/``).
+
+Transport (see docs/widget.md): arrays travel as binary buffers with explicit dtypes
+(`dgviz._codec`). ``_run`` holds the small whole-run arrays; ``_chunks`` holds one entry per
+canvas with that canvas's steps. When the whole trace is larger than ``max_bytes`` the browser
+asks for canvases as the playhead reaches them and holds at most ``max_bytes`` of them. Playback,
+hover and the playhead live in JS only; a click on a token is sent back as `Timeline.selection`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from . import _codec, palette
+from .trace import FINAL, KEPT, NEW, RENOISED, Trace
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_MAX_BYTES = 16_000_000  # per widget, in the browser; Colab drops much larger comms
+
+# Per canvas chunk: (field, dtype policy). "id" means the narrowest dtype for the trace's ids.
+_CHUNK_FIELDS = (
+    ("canvas_in", "id"), ("sampled", "id"), ("draft", "id"), ("state", "uint8"),
+    ("accepted", "uint8"), ("confidence", "float32"), ("entropy", "float32"),
+    ("topk_ids", "id"), ("topk_probs", "float16"),
+)
+
+
+# ---------------------------------------------------------------------------- payloads
+def _id_dtype(trace: Trace) -> str:
+    arrays = (trace.canvas_in, trace.sampled, trace.draft, trace.topk_ids, trace.prompt_ids,
+              trace.output_ids)
+    top = max((int(a.max()) for a in arrays if a.size), default=0)
+    top = max(top, int(trace.meta.get("model", {}).get("vocab_size", 0) or 0) - 1)
+    return _codec.id_dtype(top)
+
+
+def _expert_dtype(trace: Trace) -> str:
+    experts = trace.num_experts or (int(trace.expert_ids.max()) + 1 if trace.expert_ids.size else 1)
+    return "uint8" if experts <= 255 else "int16"
+
+
+def chunk_bytes(trace: Trace, canvas: int, routing: bool = True) -> int:
+    """Bytes of one canvas's chunk on the wire (without building it)."""
+    n = int((trace.step_canvas == canvas).sum())
+    ids = _id_dtype(trace)
+    per_step = 0
+    for name, policy in _CHUNK_FIELDS:
+        tail = trace.topk_ids.shape[3] if name.startswith("topk") else 1
+        per_step += trace.canvas_length * tail * np.dtype(ids if policy == "id" else policy).itemsize
+    if routing and trace.has_routing:
+        _, _, layers, length, k = trace.expert_ids.shape
+        per_step += layers * length * k * np.dtype(_expert_dtype(trace)).itemsize
+        per_step += layers * length * k * 2 + layers * length * 2
+    return n * per_step
+
+
+def canvas_payload(trace: Trace, row: int, canvas: int, *, routing: bool = True,
+                   states: np.ndarray | None = None, version: int = 0) -> dict[str, Any]:
+    """One canvas's steps for the front end: ``{canvas, lo, version, <encoded arrays>}``.
+
+    Arrays are ``[n, L]`` (``topk_*`` ``[n, L, K]``; ``expert_*`` ``[n, N, L, k]``,
+    ``router_entropy`` ``[n, N, L]``) for the ``n`` steps of the canvas.
+    """
+    steps = np.flatnonzero(trace.step_canvas == canvas)
+    lo, hi = int(steps[0]), int(steps[-1]) + 1
+    ids = _id_dtype(trace)
+    state = (trace.states if states is None else states)[row, lo:hi]
+    source = {"state": state, "accepted": trace.accepted[row, lo:hi]}
+    out: dict[str, Any] = {"canvas": int(canvas), "lo": lo, "version": int(version)}
+    for name, policy in _CHUNK_FIELDS:
+        value = source[name] if name in source else getattr(trace, name)[row, lo:hi]
+        out[name] = _codec.encode(value, ids if policy == "id" else policy)
+    if routing and trace.has_routing:
+        out["expert_ids"] = _codec.encode(trace.expert_ids[row, lo:hi], _expert_dtype(trace))
+        out["expert_weights"] = _codec.encode(trace.expert_weights[row, lo:hi], "float16")
+        out["router_entropy"] = _codec.encode(trace.router_entropy[row, lo:hi], "float16")
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
+
+
+def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dict | None = None,
+                live: bool = False, in_progress: int | None = None) -> dict[str, Any]:
+    """The small whole-run part: per-step arrays, per-canvas summaries, token text, facts.
+
+    ``in_progress`` names a canvas still being generated (live mode): its lock-in and final
+    tokens are not known yet (sent as -1 and the current draft).
+    """
+    ids = _id_dtype(trace)
+    c, length = trace.num_canvases, trace.canvas_length
+    lock_in = trace.lock_in[row].copy() if trace.num_steps else np.zeros((0, length), np.int32)
+    final = trace.final_tokens[row].copy() if trace.num_steps else np.zeros((0, length), np.int32)
+    first = trace.first_accepted[row] if trace.num_steps else np.zeros((0, length), np.int32)
+    flips = trace.flips[row] if trace.num_steps else np.zeros((0, length), np.int32)
+    if in_progress is not None and 0 <= in_progress < c:
+        lock_in[in_progress] = -1
+    routed = trace.has_routing and (transport or {}).get("routing", True)
+    settings = trace.settings
+    model = trace.meta.get("model", {})
+    prompt_text = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
+    text = trace.text[row] if row < len(trace.text) else ""
+    seen = set(np.unique(np.concatenate([
+        trace.prompt_ids[row].ravel(), trace.canvas_in[row].ravel(), trace.sampled[row].ravel(),
+        trace.draft[row].ravel(), trace.topk_ids[row].ravel()]))).union({-1})
+    token_text = {str(i): t for i, t in trace.token_text.items() if i in seen}
+    return {
+        "version": 1,
+        "shape": {
+            "steps": trace.num_steps, "length": length, "canvases": c,
+            "topk": int(trace.topk_ids.shape[3]),
+            "layers": int(trace.expert_ids.shape[2]) if routed else 0,
+            "k": int(trace.expert_ids.shape[4]) if routed else 0,
+            "experts": int(trace.num_experts or (int(trace.expert_ids.max()) + 1)) if routed else 0,
+        },
+        "arrays": {
+            "step_canvas": _codec.encode(trace.step_canvas, "int32"),
+            "step_remaining": _codec.encode(trace.step_remaining, "int32"),
+            "temperature": _codec.encode(trace.temperature, "float32"),
+            "step_seconds": _codec.encode(trace.step_seconds, "float32"),
+            "active": _codec.encode(trace.active[row], "uint8"),
+            "stop": _codec.encode(trace.stop[row], "uint8"),
+            "prompt_ids": _codec.encode(trace.prompt_ids[row], ids),
+            "final_tokens": _codec.encode(final, ids),
+            "lock_in": _codec.encode(lock_in, "int32"),
+            "first_accepted": _codec.encode(first, "int32"),
+            "flips": _codec.encode(flips, "int32"),
+        },
+        "token_text": token_text,
+        "info": _jsonable({
+            "settings": settings,
+            "model_name": model.get("name_or_path") or model.get("class") or "",
+            "complete": trace.complete,
+            "live": live,
+            "prompt_text": prompt_text,
+            "text": text,
+            "row": row,
+            "batch_size": trace.batch_size,
+            "pad_token_id": settings.get("pad_token_id"),
+            "versions": trace.meta.get("versions", {}),
+        }),
+        "palette": palette.as_dict(),
+        "transport": transport or {},
+        "initial_step": int(initial_step),
+    }
+
+
+def _live_states(trace: Trace, in_progress: int | None) -> np.ndarray:
+    """States of a partial trace: no position of the canvas in progress is FINAL yet."""
+    states = trace.states.copy()
+    if in_progress is None:
+        return states
+    steps = trace.step_canvas == in_progress
+    acc = trace.accepted[:, steps]
+    prev = np.zeros_like(acc)
+    prev[:, 1:] = acc[:, :-1]
+    states[:, steps] = np.where(acc, np.where(prev, KEPT, NEW), RENOISED).astype(np.uint8)
+    return states
+
+
+# ---------------------------------------------------------------------------- the widget
+class Timeline(anywidget.AnyWidget):
+    """Replay a recorded run step by step: ``Timeline(trace, row=0)``.
+
+    Parameters
+    ----------
+    trace:
+        The `Trace` to show (``None`` for an empty widget to fill with `run`).
+    row:
+        Which batch row to show.
+    step:
+        The global step the playhead starts at (``-1``: the last step).
+    max_bytes:
+        Most bytes of canvas data held by the browser. A trace over this size is sent one canvas
+        at a time, as the playhead reaches it (the widget says so).
+    routing:
+        Send MoE routing (expert ids, weights, router entropy) if the trace has it.
+    """
+
+    _esm = STATIC / "widget.js"
+    _css = STATIC / "widget.css"
+
+    _run = traitlets.Dict().tag(sync=True)
+    _chunks = traitlets.Dict().tag(sync=True)
+    _live = traitlets.Dict().tag(sync=True)
+    status = traitlets.Unicode("").tag(sync=True)
+    """What the widget is doing: ``""`` (a recorded trace), ``"running: …"``, ``"done: …"``,
+    ``"stopped: …"`` or ``"error: …"``."""
+    error = traitlets.Unicode("").tag(sync=True)
+    """The error of a live run (also shown in the widget), ``""`` if none."""
+    selection = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
+    """The token last clicked in the widget, ``{"step", "canvas", "position"}``, or ``None``.
+    Set by the front end (the playhead and hover stay in the browser)."""
+
+    def __init__(self, trace: Trace | None = None, *, row: int = 0, step: int = 0,
+                 max_bytes: int = DEFAULT_MAX_BYTES, routing: bool = True) -> None:
+        if trace is not None and not isinstance(trace, Trace):
+            raise TypeError(f"Timeline needs a dgviz.Trace, got {type(trace).__name__}.")
+        if not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a positive integer (got {max_bytes!r}).")
+        super().__init__()
+        self._row = int(row)
+        self._initial_step = int(step)
+        self._max_bytes = max_bytes
+        self._routing = bool(routing)
+        self._trace: Trace | None = None
+        self._states: np.ndarray | None = None
+        self._in_progress: int | None = None
+        self._loaded: list[int] = []  # canvases in _chunks, least recently requested first
+        self._version = 0
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.exception: BaseException | None = None
+        """The exception that ended a live run, if any."""
+        self.on_msg(self._on_msg)
+        if trace is not None:
+            if not 0 <= self._row < trace.batch_size:
+                raise IndexError(f"row {row} out of range: this trace has {trace.batch_size} row(s).")
+            self._show(trace)
+
+    def __repr__(self) -> str:  # never serialize big traits for a repr
+        return f"<dgviz.Timeline {self._trace!r} status={self.status!r}>"
+
+    @property
+    def trace(self) -> Trace | None:
+        """The trace shown; after a live run, the same `Trace` that `dgviz.record` returns."""
+        return self._trace
+
+    @property
+    def row(self) -> int:
+        return self._row
+
+    @property
+    def payload_bytes(self) -> int:
+        """Binary bytes currently held by the synced traits."""
+        return _codec.nbytes(self._run) + _codec.nbytes(self._chunks) + _codec.nbytes(self._live)
+
+    # ------------------------------------------------------------------ static traces
+    def _transport(self, trace: Trace) -> dict[str, Any]:
+        routing = self._routing and trace.has_routing
+        sizes = [chunk_bytes(trace, c, routing) for c in range(trace.num_canvases)]
+        total = int(sum(sizes))
+        return {"cap_bytes": self._max_bytes, "total_bytes": total, "canvas_bytes": sizes,
+                "mode": "all" if total <= self._max_bytes else "on-demand", "routing": routing}
+
+    def _show(self, trace: Trace, *, live: bool = False, in_progress: int | None = None,
+              reuse: bool = False) -> None:
+        with self._lock:
+            self._trace = trace
+            self._in_progress = in_progress
+            self._states = _live_states(trace, in_progress) if live else trace.states
+            transport = self._transport(trace)
+            step = self._initial_step
+            if trace.num_steps:
+                step = trace.num_steps - 1 if step < 0 else min(step, trace.num_steps - 1)
+            run = run_payload(trace, self._row, initial_step=step, transport=transport, live=live,
+                              in_progress=in_progress)
+            done = [c for c in range(trace.num_canvases) if c != in_progress]
+            if transport["mode"] == "all":
+                wanted = done
+            else:
+                start = int(trace.step_canvas[step]) if trace.num_steps else 0
+                wanted = [c for c in self._loaded if c in done] or ([start] if start in done else [])
+            # a live run re-sends only the canvas in progress: finished canvases do not change
+            old = self._chunks if reuse else {}
+            chunks = {str(c): old.get(str(c)) or self._chunk(c) for c in wanted}
+            live_chunk = self._chunk(in_progress) if in_progress is not None else {}
+            self._loaded = list(wanted)
+            with self.hold_sync():
+                self._run = run
+                self._chunks = chunks
+                self._live = live_chunk
+
+    def _chunk(self, canvas: int) -> dict[str, Any]:
+        self._version += 1
+        return canvas_payload(self._trace, self._row, canvas, routing=self._routing,
+                              states=self._states, version=self._version)
+
+    def _load(self, canvas: int) -> None:
+        """Send one more canvas (front-end request), dropping the least recently used over the cap."""
+        with self._lock:
+            trace = self._trace
+            if trace is None or not 0 <= canvas < trace.num_canvases or canvas == self._in_progress:
+                return
+            if canvas in self._loaded:
+                self._loaded.remove(canvas)
+                self._loaded.append(canvas)
+                if str(canvas) in self._chunks:
+                    return
+            else:
+                self._loaded.append(canvas)
+            routing = self._routing and trace.has_routing
+            while len(self._loaded) > 1 and sum(
+                chunk_bytes(trace, c, routing) for c in self._loaded
+            ) > self._max_bytes:
+                self._loaded.pop(0)
+            current = dict(self._chunks)
+            chunks = {str(c): current.get(str(c)) or self._chunk(c) for c in self._loaded}
+            self._chunks = chunks
+
+    def _on_msg(self, _widget: Any, content: dict, _buffers: Any) -> None:
+        kind = content.get("kind") if isinstance(content, dict) else None
+        if kind == "load":
+            self._load(int(content.get("canvas", -1)))
+        elif kind == "stop":
+            self.stop()
+
+    # ------------------------------------------------------------------ live runs
+    def run(self, model: Any, tokenizer: Any, prompt: Any, *, interval: float = 0.1,
+            **record_kwargs: Any) -> Timeline:
+        """Record ``model`` on ``prompt`` in a background thread, filling this widget as it goes.
+
+        ``record_kwargs`` go to `dgviz.record` (``seed``, ``max_new_tokens``, …). The widget is
+        updated at most every ``interval`` seconds and at each new canvas. Returns at once; the
+        result is `Timeline.trace` when `wait` returns (errors are shown in the widget and
+        kept in `Timeline.exception`).
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("This widget is already recording a run; wait() or stop() first.")
+        from .record import encode_prompt, record
+
+        self._stop.clear()
+        self.exception = None
+        self.error = ""
+        self.status = "running: preparing"
+        events: list[Any] = []
+        token_text: dict[int, str] = {}
+        try:
+            prompt_ids = encode_prompt(tokenizer, prompt)[0].cpu().numpy()
+        except Exception:  # the recorder raises a clear error for it in the thread
+            prompt_ids = np.zeros((1, 0), np.int32)
+        last_push = [0.0]
+        started = time.perf_counter()
+
+        def push(force: bool = False) -> None:
+            now = time.perf_counter()
+            if not force and now - last_push[0] < interval:
+                return
+            last_push[0] = now
+            partial = _partial_trace(events, prompt_ids, token_text, record_kwargs)
+            current = events[-1].canvas if events else None
+            self._show(partial, live=True, in_progress=current, reuse=True)
+            self.status = f"running: step {len(events)} · canvas {(current or 0) + 1}"
+
+        def on_step(event: Any) -> None:
+            if self._stop.is_set():
+                raise _Stopped
+            new_canvas = bool(events) and event.canvas != events[-1].canvas
+            events.append(event)
+            token_text.update(event.new_token_text)
+            push(force=new_canvas or len(events) == 1)
+
+        def work() -> None:
+            try:
+                trace = record(model, tokenizer, prompt, on_step=on_step, **record_kwargs)
+            except _Stopped as err:
+                partial = getattr(err, "partial_trace", None) or _partial_trace(
+                    events, prompt_ids, token_text, record_kwargs)
+                self._finish(partial, f"stopped: after {partial.num_steps} steps (incomplete trace)")
+            except BaseException as err:  # shown in the widget; the kernel never sees it
+                self.exception = err
+                partial = getattr(err, "partial_trace", None)
+                if partial is not None and partial.num_steps:
+                    self._finish(partial, "error")
+                self.error = "".join(traceback.format_exception_only(type(err), err)).strip()
+                self.status = "error: the run failed (see below)"
+            else:
+                seconds = time.perf_counter() - started
+                self._finish(trace, f"done: {trace.num_steps} steps in {seconds:.1f} s")
+
+        self._thread = threading.Thread(target=work, name="dgviz-live-record", daemon=True)
+        self._thread.start()
+        return self
+
+    def _finish(self, trace: Trace, status: str) -> None:
+        self._show(trace)
+        self.status = status
+
+    def stop(self) -> None:
+        """Ask a live run to stop after the current step (the steps so far are kept)."""
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> Trace | None:
+        """Block until a live run ends; returns `Timeline.trace`."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self._trace
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ export
+    def save_html(self, path: str | Path, **kwargs: Any) -> Path:
+        """Write the shown trace as one self-contained HTML file (see `dgviz.html`)."""
+        from .html import trace_to_html
+
+        if self._trace is None:
+            raise ValueError("This widget has no trace yet.")
+        return trace_to_html(self._trace, path, row=self._row, **kwargs)
+
+
+class _Stopped(Exception):
+    """Raised inside the recorder's step callback to stop a live run."""
+
+
+def _partial_trace(events: list[Any], prompt_ids: np.ndarray, token_text: dict[int, str],
+                   record_kwargs: dict[str, Any]) -> Trace:
+    """A Trace of the steps recorded so far (live view); `record` builds the real one at the end."""
+    batch = prompt_ids.shape[0]
+    settings = {k: v for k, v in record_kwargs.items() if isinstance(v, int | float | str)}
+    meta = {"complete": False, "settings": settings}
+    if not events:
+        length = 0
+        empty = np.zeros((batch, 0, length))
+        return Trace(canvas_in=empty, sampled=empty, draft=empty, accepted=empty,
+                     confidence=empty, entropy=empty, topk_ids=np.zeros((batch, 0, 0, 1)),
+                     topk_probs=np.zeros((batch, 0, 0, 1)), active=np.zeros((batch, 0)),
+                     stop=np.zeros((batch, 0)), step_canvas=np.zeros(0), step_remaining=np.zeros(0),
+                     temperature=np.zeros(0), step_seconds=np.zeros(0), prompt_ids=prompt_ids,
+                     output_ids=np.zeros((batch, 0)), tokens_per_forward=np.full(batch, np.nan),
+                     token_text=dict(token_text), meta=meta)
+    names = list(events[0].arrays)
+    arrays = {n: np.stack([e.arrays[n] for e in events], axis=1) for n in names}
+    return Trace(
+        **arrays,
+        step_canvas=np.array([e.canvas for e in events]),
+        step_remaining=np.array([e.remaining for e in events]),
+        temperature=np.array([e.temperature for e in events]),
+        step_seconds=np.array([e.seconds for e in events]),
+        prompt_ids=prompt_ids if prompt_ids.shape[0] == arrays["canvas_in"].shape[0]
+        else np.zeros((arrays["canvas_in"].shape[0], 0)),
+        output_ids=np.zeros((arrays["canvas_in"].shape[0], 0)),
+        tokens_per_forward=np.full(arrays["canvas_in"].shape[0], np.nan),
+        token_text=dict(token_text),
+        meta=meta,
+    )
+
+
+def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, **record_kwargs: Any) -> Timeline:
+    """Display a timeline at once and fill it step by step while ``model`` generates.
+
+    ``record_kwargs`` go to `dgviz.record` (``seed``, ``max_new_tokens``, ``max_denoising_steps``,
+    …). Returns the widget; ``widget.wait()`` returns the finished `Trace` (the same one
+    `dgviz.record` returns) and ``widget.trace`` holds it once the run is done.
+    """
+    widget = Timeline(row=row, step=-1)
+    try:
+        from IPython.display import display
+
+        display(widget)
+    except ImportError:  # pragma: no cover - IPython ships with ipywidgets
+        pass
+    return widget.run(model, tokenizer, prompt, **record_kwargs)
+
+
+__all__ = ["Timeline", "canvas_payload", "chunk_bytes", "run_payload", "show"]

@@ -1,0 +1,100 @@
+// Binary array codec: the one wire format between Python (dgviz/_codec.py) and JS.
+// An encoded array is {dtype, shape, data}; `data` is a DataView (Jupyter widget buffers), an
+// ArrayBuffer or a Uint8Array (the offline HTML page decodes base64 into one). Little-endian.
+
+/** @typedef {Int8Array|Uint8Array|Int16Array|Uint16Array|Int32Array|Uint32Array|Float32Array|Float64Array} Typed */
+/** @typedef {{dtype: string, shape: number[], data: Typed}} NDArray */
+
+const CTORS = {
+  int8: Int8Array, uint8: Uint8Array, bool: Uint8Array,
+  int16: Int16Array, uint16: Uint16Array,
+  int32: Int32Array, uint32: Uint32Array,
+  float32: Float32Array, float64: Float64Array,
+};
+
+/** IEEE 754 half (as its uint16 bits) -> number. */
+export function halfToFloat(h) {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const frac = h & 0x3ff;
+  if (exp === 0) return sign * frac * 2 ** -24; // subnormal (and zero)
+  if (exp === 31) return frac ? NaN : sign * Infinity;
+  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+}
+
+/** @param {DataView|ArrayBuffer|Uint8Array} data */
+function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError("dgviz: array data is not binary (expected a DataView or ArrayBuffer)");
+}
+
+/** Is this value an encoded array? */
+export function isEncoded(value) {
+  return value !== null && typeof value === "object" && typeof value.dtype === "string" &&
+    Array.isArray(value.shape) && value.data !== undefined;
+}
+
+/**
+ * Decode one encoded array into a typed array (float16 is widened to Float32Array).
+ * Views are zero-copy when aligned; unaligned buffers are copied (offsets count bytes).
+ * @returns {NDArray}
+ */
+export function decodeArray(enc) {
+  const { dtype, shape } = enc;
+  const size = shape.reduce((a, b) => a * b, 1);
+  const bytes = asBytes(enc.data);
+  if (dtype === "float16") {
+    if (bytes.byteLength !== size * 2) throw new Error(`dgviz: float16 array of shape [${shape}] has ${bytes.byteLength} bytes`);
+    const u16 = typedView(Uint16Array, bytes, size);
+    const out = new Float32Array(size);
+    for (let i = 0; i < size; i++) out[i] = halfToFloat(u16[i]);
+    return { dtype: "float32", shape, data: out };
+  }
+  const Ctor = CTORS[dtype];
+  if (!Ctor) throw new Error(`dgviz: unsupported dtype "${dtype}"`);
+  if (bytes.byteLength !== size * Ctor.BYTES_PER_ELEMENT) {
+    throw new Error(`dgviz: ${dtype} array of shape [${shape}] has ${bytes.byteLength} bytes, expected ${size * Ctor.BYTES_PER_ELEMENT}`);
+  }
+  return { dtype, shape, data: typedView(Ctor, bytes, size) };
+}
+
+function typedView(Ctor, bytes, size) {
+  if (bytes.byteOffset % Ctor.BYTES_PER_ELEMENT === 0) return new Ctor(bytes.buffer, bytes.byteOffset, size);
+  return new Ctor(bytes.slice().buffer, 0, size);
+}
+
+/** Decode every encoded array in a JSON-like tree (objects and arrays), leave the rest. */
+export function decodeTree(value) {
+  if (isEncoded(value)) return decodeArray(value);
+  if (Array.isArray(value)) return value.map(decodeTree);
+  if (value !== null && typeof value === "object" && !ArrayBuffer.isView(value)) {
+    const out = {};
+    for (const [k, v] of Object.entries(value)) out[k] = decodeTree(v);
+    return out;
+  }
+  return value;
+}
+
+/** base64 -> bytes (the offline HTML page stores array data as base64). */
+export function base64ToBytes(text) {
+  const bin = atob(text);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** Replace {dtype, shape, b64} leaves (HTML form) with {dtype, shape, data} (widget form). */
+export function unpackBase64Tree(value) {
+  if (value !== null && typeof value === "object" && typeof value.b64 === "string" && typeof value.dtype === "string") {
+    return { dtype: value.dtype, shape: value.shape, data: base64ToBytes(value.b64) };
+  }
+  if (Array.isArray(value)) return value.map(unpackBase64Tree);
+  if (value !== null && typeof value === "object") {
+    const out = {};
+    for (const [k, v] of Object.entries(value)) out[k] = unpackBase64Tree(v);
+    return out;
+  }
+  return value;
+}

@@ -1,0 +1,44 @@
+// The entropy-bound sampler, explained (mirrors dgviz.trace.Trace.sampler_explainer).
+// It sorts positions by entropy and accepts the k lowest with
+// sum(entropy_1..k) - max(entropy_1..k) <= bound.
+
+/**
+ * @param {ArrayLike<number>} entropy one step's entropies, [L]
+ * @param {ArrayLike<number>} accepted one step's accepted flags, [L]
+ * @param {number} bound the sampler's entropy bound (NaN when unknown)
+ */
+export function explainStep(entropy, accepted, bound) {
+  const n = entropy.length;
+  const order = Array.from({ length: n }, (_, i) => i);
+  order.sort((a, b) => entropy[a] - entropy[b] || a - b); // stable, as numpy's kind="stable"
+  const sorted = new Float64Array(n), cumulative = new Float64Array(n), criterion = new Float64Array(n);
+  const acceptedSorted = new Uint8Array(n);
+  let sum = 0, nAccepted = 0, withinBound = 0;
+  for (let i = 0; i < n; i++) {
+    const e = Math.fround(entropy[order[i]]);
+    sum += e;
+    sorted[i] = e;
+    cumulative[i] = sum;
+    criterion[i] = sum - e;
+    acceptedSorted[i] = accepted[order[i]] ? 1 : 0;
+    nAccepted += acceptedSorted[i];
+    if (criterion[i] <= bound) withinBound = i + 1;
+  }
+  return { order, sorted, cumulative, criterion, acceptedSorted, nAccepted, withinBound, bound };
+}
+
+/**
+ * How many tokens each expert got at one step and layer, counting every top-k slot.
+ * @param {ArrayLike<number>} ids expert ids of one step, laid out [N, L, k]
+ */
+export function expertLoad(ids, layer, numPositions, k, numExperts, topOnly = false) {
+  const counts = new Array(numExperts).fill(0);
+  const base = layer * numPositions * k;
+  for (let p = 0; p < numPositions; p++) {
+    for (let j = 0; j < (topOnly ? 1 : k); j++) {
+      const e = ids[base + p * k + j];
+      if (e >= 0 && e < numExperts) counts[e] += 1;
+    }
+  }
+  return counts;
+}

@@ -1,0 +1,66 @@
+// Timeline maths: one global step axis across canvases (Trace.step_canvas), playback.
+
+/** [[lo, hi), ...] global step range of each canvas, from step_canvas (sorted, 0..C-1). */
+export function canvasBounds(stepCanvas, numCanvases) {
+  const c = numCanvases ?? (stepCanvas.length ? Math.max(...stepCanvas) + 1 : 0);
+  const out = Array.from({ length: c }, () => [0, 0]);
+  const seen = new Array(c).fill(false);
+  for (let s = 0; s < stepCanvas.length; s++) {
+    const k = stepCanvas[s];
+    if (!seen[k]) { out[k][0] = s; seen[k] = true; }
+    out[k][1] = s + 1;
+  }
+  return out;
+}
+
+export function clamp(v, lo, hi) { return Math.max(lo, Math.min(hi, v)); }
+
+/** Global step -> {canvas, local (step within its canvas), lo, hi, count}. */
+export function locate(bounds, step) {
+  for (let c = 0; c < bounds.length; c++) {
+    const [lo, hi] = bounds[c];
+    if (step >= lo && step < hi) return { canvas: c, local: step - lo, lo, hi, count: hi - lo };
+  }
+  throw new RangeError(`dgviz: step ${step} is outside the run`);
+}
+
+/** (canvas, local step) -> global step, the local step clamped into the canvas. */
+export function toGlobal(bounds, canvas, local) {
+  const [lo, hi] = bounds[clamp(canvas, 0, bounds.length - 1)];
+  return clamp(lo + local, lo, hi - 1);
+}
+
+/** Move by `delta` steps on the global axis, clamped to [0, n). */
+export function stepBy(step, delta, n) { return n ? clamp(step + delta, 0, n - 1) : 0; }
+
+/**
+ * Jump a canvas forward (dir = 1) or back (dir = -1). Back from the middle of a canvas goes to
+ * its first step first (like a music player's "previous").
+ */
+export function jumpCanvas(bounds, step, dir) {
+  const { canvas, lo } = locate(bounds, step);
+  if (dir < 0 && step > lo) return lo;
+  const target = clamp(canvas + dir, 0, bounds.length - 1);
+  return bounds[target][0];
+}
+
+/** Slider / strip x (0..1) -> global step. */
+export function fractionToStep(fraction, n) {
+  return n ? clamp(Math.floor(clamp(fraction, 0, 1) * n), 0, n - 1) : 0;
+}
+
+/** Global step -> x fraction of its cell's centre on a strip of n cells. */
+export function stepToFraction(step, n) { return n ? (step + 0.5) / n : 0; }
+
+/**
+ * Advance playback by dtMs milliseconds at `speed` steps per second. `carry` accumulates
+ * fractions of a step between frames. Playback stops at the last step.
+ * @returns {{step: number, carry: number, playing: boolean}}
+ */
+export function advance({ step, carry }, dtMs, speed, n) {
+  const total = carry + (dtMs / 1000) * speed;
+  const whole = Math.floor(total);
+  const next = Math.min(step + whole, n - 1);
+  const playing = next < n - 1;
+  return { step: next, carry: playing ? total - whole : 0, playing };
+}
