@@ -266,6 +266,9 @@ def _value_heatmap(
     else:
         x = steps
         step_label = [f"step {s}" for s in steps]
+    if zmax is None:  # plotly needs both bounds; keep 0 as the floor
+        finite = z[np.isfinite(z)]
+        zmax = max(float(finite.max()) if finite.size else 1.0, (zmin or 0.0) + 1e-6)
     extra = [f"{lbl} · {r}" for lbl, r in zip(step_label, _remaining_text(trace, x), strict=False)]
     custom = np.empty((length, len(x)), dtype=object)
     custom[:] = np.array(extra, dtype=object)[None, :]
@@ -407,7 +410,7 @@ def lock_in_map(
         fig.add_trace(
             go.Scatter(
                 x=steps[fs], y=fp, mode="markers", name="flip (draft changed)",
-                marker=dict(symbol="x-thin", size=5, line=dict(width=1, color="#CC0000")),
+                marker=dict(symbol="x-thin", size=6, line=dict(width=1.5, color=_INK)),
                 hoverinfo="skip",
             )
         )
@@ -552,11 +555,13 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
             "Accepted per step and tokens per forward pass", trace, row, canvas,
             f"{trace.forward_passes(row)} forward passes",
         ),
-        legend=dict(orientation="h", yanchor="top", y=-0.16, x=0),
+        legend=dict(orientation="h", yanchor="top", y=-0.16, x=0, traceorder="normal"),
         bargap=0.1,
     )
     fig.update_layout(margin=dict(b=120))
-    fig.update_yaxes(title_text="positions accepted", row=1, col=1)
+    top = int(max((new + again).max(), 1))
+    fig.update_yaxes(title_text="positions accepted", rangemode="tozero", tickformat="d",
+                     dtick=1 if top <= 8 else None, row=1, col=1)
     fig.update_yaxes(title_text="tokens / forward", rangemode="tozero", row=2, col=1)
     _timeline(fig, trace, steps, row=2, col=1, top_axis=True, label_canvases=True)
     fig.update_xaxes(showgrid=False, row=1, col=1)
@@ -729,8 +734,8 @@ def expert_load(
     fig = go.Figure(
         go.Heatmap(
             z=load, x=np.arange(n_exp), y=np.arange(n_layers), customdata=share,
-            colorscale=palette.LOAD_SCALE, zmin=0, xgap=1, ygap=1,
-            colorbar=dict(title=dict(text=unit), thickness=14),
+            colorscale=palette.LOAD_SCALE, zmin=0, zmax=max(float(load.max()), 1e-9),
+            xgap=1, ygap=1, colorbar=dict(title=dict(text=unit), thickness=14),
             hovertemplate=(
                 "layer %{y} · expert %{x}<br>" + unit + " %{z:.4~g}"
                 "<br>%{customdata:.1%} of the layer<extra></extra>"
@@ -813,7 +818,7 @@ def expert_churn(
         go.Heatmap(
             z=counts, x=x, y=np.arange(n_layers),
             text=np.broadcast_to(final[None], counts.shape),
-            colorscale=palette.LOAD_SCALE, zmin=0,
+            colorscale=palette.LOAD_SCALE, zmin=0, zmax=max(float(counts.max()), 1.0),
             colorbar=dict(title=dict(text="changes"), thickness=14),
             hovertemplate=("layer %{y} · output position %{x} (final %{text})<br>"
                            "top-1 expert changed %{z} times<extra></extra>"),
@@ -844,21 +849,26 @@ def router_entropy(trace: Trace, row: int = 0, canvas: int | None = None) -> go.
     z[:, ~trace.active[row, steps]] = np.nan
     n_exp = _num_experts(trace)
     n_layers = z.shape[0]
+    finite = z[np.isfinite(z)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if hi - lo < 1e-3:
+        lo, hi = lo - 0.01, hi + 0.01
     fig = go.Figure(
         go.Heatmap(
             z=z, x=steps, y=np.arange(n_layers),
             customdata=np.broadcast_to(
                 np.array(_remaining_text(trace, steps), dtype=object)[None], z.shape),
-            colorscale=palette.ENTROPY_SCALE, zmin=0, zmax=math.log(n_exp),
-            colorbar=dict(title=dict(text=f"nats (max ln {n_exp} = {math.log(n_exp):.2f})"),
-                          thickness=14),
+            colorscale=palette.ENTROPY_SCALE, zmin=lo, zmax=hi,
+            colorbar=dict(title=dict(text="nats"), thickness=14),
             hovertemplate=("layer %{y} · step %{x} · %{customdata}<br>"
                            "mean router entropy %{z:.3f} nats<extra></extra>"),
             hoverongaps=False,
         )
     )
-    _base_layout(fig, title=_title("Router entropy over steps (mean over positions)", trace,
-                                   row, canvas))
+    _base_layout(fig, title=_title(
+        "Router entropy over steps (mean over positions)", trace, row, canvas,
+        f"colour range = the data's; at most ln {n_exp} = {math.log(n_exp):.2f} nats (uniform)",
+    ))
     fig.update_yaxes(title_text="decoder layer", autorange="reversed", showgrid=False)
     _int_axis(fig, n_layers)
     _timeline(fig, trace, steps)
