@@ -292,10 +292,10 @@ class Timeline(anywidget.AnyWidget):
             chunks = {str(c): old.get(str(c)) or self._chunk(c) for c in wanted}
             live_chunk = self._chunk(in_progress) if in_progress is not None else {}
             self._loaded = list(wanted)
-            with self.hold_sync():
-                self._run = run
-                self._chunks = chunks
+            with self.hold_sync():  # one message; _run last, so its observers see the rest
                 self._live = live_chunk
+                self._chunks = chunks
+                self._run = run
 
     def _chunk(self, canvas: int) -> dict[str, Any]:
         self._version += 1
@@ -463,7 +463,8 @@ def _partial_trace(events: list[Any], prompt_ids: np.ndarray, token_text: dict[i
     )
 
 
-def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, **record_kwargs: Any) -> Timeline:
+def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, interval: float = 0.1,
+         **record_kwargs: Any) -> Timeline:
     """Display a timeline at once and fill it step by step while ``model`` generates.
 
     ``record_kwargs`` go to `dgviz.record` (``seed``, ``max_new_tokens``, ``max_denoising_steps``,
@@ -477,7 +478,7 @@ def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, **record_kwar
         display(widget)
     except ImportError:  # pragma: no cover - IPython ships with ipywidgets
         pass
-    return widget.run(model, tokenizer, prompt, **record_kwargs)
+    return widget.run(model, tokenizer, prompt, interval=interval, **record_kwargs)
 
 
 __all__ = ["Timeline", "canvas_payload", "chunk_bytes", "run_payload", "show"]
