@@ -377,7 +377,7 @@ def lock_in_map(
                 tickvals=[RENOISED, NEW, KEPT, FINAL], ticktext=list(STATE_NAMES),
                 thickness=14, title=dict(text="state"),
             ),
-            xgap=0, ygap=1, name="state",
+            xgap=0, ygap=1 if length <= 40 else 0, name="state",
             hovertemplate=(
                 "step %{x} · %{customdata[0]}<br>position %{y}<br>draft %{text}<br>"
                 "%{customdata[1]}<extra></extra>"
@@ -575,9 +575,12 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
 
     Bars: every position's entropy, sorted (lowest first), coloured accepted / re-noised as
     recorded. Line: the sampler's criterion ``sum(entropy_1..k) - max(entropy_1..k)`` for the k
-    lowest; it accepts while that stays under ``entropy_bound`` (dashed). ``step`` is a global
-    step (default: the first step of the first canvas).
+    lowest; it accepts while that stays under ``entropy_bound`` (dashed). The top panel shows
+    every position; the bottom one zooms on the bound, where the decision is made. ``step`` is
+    a global step (default: step 0).
     """
+    from plotly.subplots import make_subplots
+
     _check_row(trace, row)
     _need_steps(trace)
     if step is None:
@@ -588,37 +591,48 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     order = ex["order"]
     rank = np.arange(order.size)
     acc = np.asarray(ex["accepted"], dtype=bool)
-    tokens = _texts(trace, trace.draft[row, step][order])
-    colors = np.where(acc, palette.STATE_COLORS[NEW], palette.STATE_COLORS[RENOISED])
-    fig = go.Figure()
-    custom = np.stack([order, ex["criterion"]], axis=-1)
-    fig.add_trace(
-        go.Bar(
-            x=rank, y=ex["sorted_entropy"], marker_color=colors.tolist(),
-            name="entropy", showlegend=False, text=tokens, customdata=custom,
-            hovertemplate=(
-                "rank %{x} · position %{customdata[0]}<br>draft %{text}<br>"
-                "entropy %{y:.4f} nats<br>criterion %{customdata[1]:.4f}<extra></extra>"
-            ),
-            textposition="none",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=rank, y=ex["criterion"], mode="lines+markers", name="criterion: Σ entropy − max",
-            line=dict(color=_INK, width=2), marker=dict(size=4),
-            hovertemplate="k=%{x}: Σ−max = %{y:.4f}<extra></extra>",
-        )
-    )
+    crit = np.asarray(ex["criterion"], dtype=np.float64)
+    sorted_ent = np.asarray(ex["sorted_entropy"], dtype=np.float64)
     bound = float(ex["bound"])
-    if math.isfinite(bound):
-        fig.add_hline(
-            y=bound, line=dict(color="#D55E00", dash="dash", width=2),
-            annotation_text=f"entropy_bound {bound:g}", annotation_position="top right",
-            annotation_font=dict(color="#D55E00"),
+    tokens = _texts(trace, trace.draft[row, step][order])
+    colors = np.where(acc, palette.STATE_COLORS[NEW], palette.STATE_COLORS[RENOISED]).tolist()
+    custom = np.stack([order, crit], axis=-1)
+    zoom_top = 3 * bound if math.isfinite(bound) else None
+    fig = make_subplots(
+        rows=2, cols=1, row_heights=[0.5, 0.5], vertical_spacing=0.16,
+        subplot_titles=(
+            "all positions",
+            f"zoom on the decision: entropies up to {zoom_top:g} nats, the first ranks"
+            if zoom_top else "",
+        ),
+    )
+    for r in (1, 2):
+        fig.add_trace(
+            go.Bar(
+                x=rank, y=sorted_ent, marker_color=colors, name="entropy", showlegend=False,
+                text=tokens, customdata=custom, textposition="none",
+                hovertemplate=(
+                    "rank %{x} · position %{customdata[0]}<br>draft %{text}<br>"
+                    "entropy %{y:.4f} nats<br>criterion %{customdata[1]:.4f}<extra></extra>"
+                ),
+            ),
+            row=r, col=1,
         )
-    # Legend entries for the two bar colours.
-    for i in (NEW, RENOISED):
+        fig.add_trace(
+            go.Scatter(
+                x=rank, y=crit, mode="lines+markers", name="criterion: Σ entropy − max",
+                line=dict(color=_INK, width=2), marker=dict(size=4), showlegend=r == 1,
+                hovertemplate="k=%{x}: Σ−max = %{y:.4f}<extra></extra>",
+            ),
+            row=r, col=1,
+        )
+        if math.isfinite(bound):
+            fig.add_hline(
+                y=bound, line=dict(color="#D55E00", dash="dash", width=2), row=r, col=1,
+                annotation_text=f"entropy_bound {bound:g}", annotation_position="top right",
+                annotation_font=dict(color="#D55E00"),
+            )
+    for i in (NEW, RENOISED):  # legend entries for the two bar colours
         fig.add_trace(
             go.Scatter(x=[None], y=[None], mode="markers",
                        name=f"entropy of a position: {STATE_NAMES[i]}",
@@ -632,20 +646,23 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
         + (f" · temperature {temp:.2f}" if math.isfinite(temp) else "")
         + ("" if trace.active[row, step] else " · row had stopped")
     )
-    crit = np.asarray(ex["criterion"])
-    ymax = float(np.nanmax(ex["sorted_entropy"])) if order.size else 1.0
-    if math.isfinite(bound):
-        ymax = max(ymax, 3 * bound)
-    clipped = bool(np.nanmax(crit) > 1.15 * ymax) if crit.size else False
-    if clipped:
-        note += " · criterion line clipped at top"
+    ymax = float(np.nanmax(sorted_ent)) if order.size else 1.0
     _base_layout(
         fig, title=_title("Sampler explainer: entropy-bound acceptance", trace, row, None, note),
-        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0), bargap=0.05,
+        legend=dict(orientation="h", yanchor="top", y=-0.14, x=0), bargap=0.05,
     )
-    fig.update_layout(margin=dict(b=120))
-    fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)")
-    fig.update_yaxes(title_text="nats", range=[0, 1.15 * ymax] if clipped else None)
+    fig.update_layout(margin=dict(b=110))
+    fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)", row=2, col=1)
+    fig.update_yaxes(title_text="nats", range=[0, 1.1 * max(ymax, 1e-6)], row=1, col=1)
+    if zoom_top:
+        over = np.flatnonzero(crit > zoom_top)
+        last = int(over[0]) if over.size else order.size - 1
+        last = min(order.size - 1, max(last + 4, n_acc + 4, 12))
+        fig.update_yaxes(title_text="nats", range=[0, zoom_top], row=2, col=1)
+        fig.update_xaxes(range=[-0.5, last + 0.5], row=2, col=1)
+    for a in fig.layout.annotations:
+        if a.text == "all positions" or str(a.text).startswith("zoom on"):
+            a.update(x=0, xanchor="left", font=dict(size=12, color="#555555"))
     return fig
 
 
@@ -956,8 +973,8 @@ def encoder_routing(trace: Trace, row: int = 0) -> go.Figure:
         go.Heatmap(
             z=top1.T, x=np.arange(n_tok), y=np.arange(n_layers),
             text=np.broadcast_to(texts[None], (n_layers, n_tok)), customdata=custom,
-            colorscale=scale, zmin=-0.5, zmax=n_exp - 0.5, xgap=1, ygap=1,
-            showscale=n_exp <= 32,
+            colorscale=scale, zmin=-0.5, zmax=n_exp - 0.5, xgap=1 if n_tok <= 80 else 0,
+            ygap=1, showscale=n_exp <= 32,
             colorbar=dict(title=dict(text="top-1 expert"), thickness=14,
                           tickvals=list(range(n_exp)) if n_exp <= 16 else None),
             hovertemplate=("encoder token %{x}: %{text}<br>layer %{y} · top-1 expert %{z} "
@@ -1106,7 +1123,7 @@ def canvas_gif(
     canvas: int | None = None,
     *,
     columns: int | None = None,
-    cell_width: int = 84,
+    cell_width: int | None = None,
     font_size: int = 15,
     ms_per_step: int = 400,
     hold_last_ms: int = 2000,
@@ -1117,7 +1134,9 @@ def canvas_gif(
     Each frame shows the canvas after that step (the draft tokens, whitespace made visible) in
     the widget's state colours, with the step counter (global step, canvas, steps remaining)
     and how many positions were accepted and already final. ``canvas=None`` plays every canvas
-    in turn. The last frame is held ``hold_last_ms``. Needs Pillow (``dgviz[export]``).
+    in turn. ``columns`` / ``cell_width`` default to fit the canvas length and the longest
+    token; ``title`` adds a line of your own (e.g. the prompt). The last frame is held
+    ``hold_last_ms``. Needs Pillow (``dgviz[export]``).
     """
     try:
         from PIL import Image, ImageDraw
@@ -1127,21 +1146,26 @@ def canvas_gif(
     _need_steps(trace)
     steps = _steps(trace, canvas)
     length = trace.canvas_length
-    cols = columns or (16 if length >= 128 else 8 if length > 8 else length)
+    cols = columns or (16 if length >= 64 else 8 if length > 8 else length)
     rows_n = math.ceil(length / cols)
-    pad, gap = 16, 4
-    cell_h = font_size + 16
-    head_h = 2 * font_size + 28
-    legend_h = font_size + 20
-    width = 2 * pad + cols * cell_width + (cols - 1) * gap
-    width = max(width, 560)
-    height = head_h + rows_n * cell_h + (rows_n - 1) * gap + legend_h + 2 * pad
     font = _load_font(font_size)
     small = _load_font(max(10, font_size - 3))
     bold = _load_font(font_size + 1, bold=True)
-    states = trace.states[row]
     texts = _texts(trace, trace.draft[row, steps])
-    label = title if title is not None else (trace.prompt_text[row] if trace.prompt_text else "")
+    if cell_width is None:
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        longest = max((probe.textlength(str(t), font=font) for t in np.unique(texts)),
+                      default=10.0)
+        cell_width = int(min(120, max(40, longest + 16)))
+    pad, gap = 16, 4
+    cell_h = font_size + 16
+    head_h = 2 * font_size + 28
+    legend_h = font_size + 10
+    width = max(2 * pad + cols * cell_width + (cols - 1) * gap, 640)
+    grid_end = head_h + pad + rows_n * (cell_h + gap) - gap
+    height = grid_end + 2 * gap + legend_h + pad
+    states = trace.states[row]
+    label = title or ""
     frames = []
     for i, s in enumerate(steps):
         img = Image.new("RGB", (width, height), "#FFFFFF")
@@ -1177,7 +1201,7 @@ def canvas_gif(
             tw = draw.textlength(t, font=font)
             draw.text((x0 + (cell_width - tw) / 2, y0 + 7), t,
                       fill=palette.STATE_TEXT_COLORS[k], font=font)
-        ly = height - pad - legend_h + 6
+        ly = grid_end + 2 * gap + 4
         lx = pad
         for k, name in enumerate(STATE_NAMES):
             draw.rectangle((lx, ly, lx + 14, ly + 14), fill=palette.STATE_COLORS[k])

@@ -198,7 +198,8 @@ def test_sampler_explainer_figure(trace):
     crit = next(t for t in fig.data if t.name and t.name.startswith("criterion"))
     np.testing.assert_allclose(np.asarray(crit.y), ex["criterion"], rtol=1e-9)
     hline = [s for s in fig.layout.shapes if s.y0 == s.y1]
-    assert [s.y0 for s in hline] == [pytest.approx(0.1)]  # entropy_bound
+    assert [s.y0 for s in hline] == [pytest.approx(0.1)] * 2  # entropy_bound, both panels
+    assert tuple(fig.layout.yaxis2.range) == (0, pytest.approx(0.3))  # the zoom panel
     title = fig.layout.title.text
     assert "step 9 (canvas 1, 7 remaining)" in title
     assert f"accepted {int(ex['accepted'].sum())} of 16" in title

@@ -1,0 +1,92 @@
+"""Render docs/images/gallery-*.png (every dgviz.plots figure) and gallery-canvas.gif.
+
+    python scripts/render_gallery.py [--model auto|demo|tiny] [--out docs/images]
+
+`auto` uses the trained demo model (`dgviz.demo.demo_model`) when its checkpoint is there, else
+the tiny untrained model from `dgviz.testing`. Prints which. Needs kaleido and a Chrome/Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import plotly.io as pio
+
+import dgviz
+from dgviz import plots
+
+# (file stem, builder, width, height): every figure dgviz.plots makes.
+FIGURES = [
+    ("confidence", lambda t: plots.confidence_heatmap(t), 1000, 560),
+    ("entropy", lambda t: plots.entropy_heatmap(t), 1000, 560),
+    ("lock-in", lambda t: plots.lock_in_map(t), 1000, 640),
+    ("convergence", lambda t: plots.convergence_curve(t), 1000, 520),
+    ("accepted", lambda t: plots.accepted_per_step(t), 1000, 620),
+    ("sampler", lambda t: plots.sampler_explainer(t, plots._explainer_step(t, 0)), 1000, 520),
+    ("expert-weights", lambda t: plots.expert_weights(t, int(t.canvas_steps(0)[-1]), 0),
+     800, 640),
+    ("expert-load", lambda t: plots.expert_load(t), 800, 420),
+    ("expert-churn", lambda t: plots.expert_churn(t), 1000, 420),
+    ("expert-churn-position", lambda t: plots.expert_churn(t, by="position"), 1000, 420),
+    ("router-entropy", lambda t: plots.router_entropy(t), 1000, 420),
+    ("expert-map", lambda t: plots.expert_map(t, layer=0), 1000, 560),
+    ("encoder-routing", lambda t: plots.encoder_routing(t), 1000, 460),
+]
+
+
+def record_trace(which: str, checkpoint: Path | None, task: str, canvases: int
+                 ) -> tuple[dgviz.Trace, str]:
+    if which in ("auto", "demo"):
+        try:
+            from dgviz.demo import demo_model, get_task
+
+            model, tok = demo_model(task, checkpoint=checkpoint)
+        except (ImportError, FileNotFoundError) as err:
+            if which == "demo":
+                raise
+            print(f"demo model unavailable ({err}); using the tiny untrained model")
+        else:
+            module = get_task(task)
+            item = module.generate(1, seed=3)[0]
+            chat = [{"role": "user", "content": module.prompt(item)}]
+            length = model.config.canvas_length
+            trace = dgviz.record(model, tok, chat, seed=0, max_new_tokens=canvases * length)
+            where = f" from {checkpoint}" if checkpoint else ""
+            return trace, f"demo model{where} ({task} task, {canvases} canvases asked for)"
+    from dgviz.testing import tiny_model
+
+    model, tok = tiny_model(canvas_length=32)
+    trace = dgviz.record(model, tok, "the cat sat on the mat", seed=0, max_new_tokens=96,
+                         max_denoising_steps=12)
+    return trace, "tiny untrained model (dgviz.testing.tiny_model(canvas_length=32))"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=["auto", "demo", "tiny"], default="auto")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="demo checkpoint folder (default: the shipped one)")
+    parser.add_argument("--task", default="sudoku", help="demo task to prompt with")
+    parser.add_argument("--canvases", type=int, default=2, help="canvases to generate (demo)")
+    parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    args = parser.parse_args(argv)
+    trace, label = record_trace(args.model, args.checkpoint, args.task, args.canvases)
+    print(f"recorded {trace!r} with the {label}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    figs, paths, widths, heights = [], [], [], []
+    for stem, build, width, height in FIGURES:
+        figs.append(build(trace))
+        paths.append(args.out / f"gallery-{stem}.png")
+        widths.append(width)
+        heights.append(height)
+    t = time.perf_counter()
+    pio.write_images(figs, paths, width=widths, height=heights, scale=1)  # one browser session
+    print(f"wrote {len(paths)} PNGs in {time.perf_counter() - t:.1f} s")
+    gif = plots.canvas_gif(trace, args.out / "gallery-canvas.gif")
+    print(f"wrote {gif}")
+
+
+if __name__ == "__main__":
+    main()
