@@ -38,6 +38,12 @@ function sizeCanvas(canvas, w, h) {
   return ctx;
 }
 
+/** Chart width that fits its panel (the panel may not be laid out yet: render can run late). */
+function panelWidth(panel, max) {
+  const inner = panel.clientWidth - 18;
+  return inner > 0 ? Math.max(160, Math.min(max, inner)) : 320;
+}
+
 function fmt(v, digits = 2) { return Number.isFinite(v) ? v.toFixed(digits) : "–"; }
 
 export class TimelineView {
@@ -78,7 +84,8 @@ export class TimelineView {
     if (!this.run) return;
     const last = this.run.steps - 1;
     if (initial) this.ui.step = clamp(this.run.initial_step ?? 0, 0, Math.max(0, last));
-    else if (this.run.info.live && this.ui.follow) this.ui.step = Math.max(0, last);
+    // a live run: keep showing the newest step (also on its final update) unless the user scrubbed away
+    else if (this.ui.follow && (this.run.info.live || (prev && prev.info.live))) this.ui.step = Math.max(0, last);
     this.ui.step = clamp(this.ui.step, 0, Math.max(0, last));
     if (!prev || prev.shape.layers !== this.run.shape.layers) this.buildLayerOptions();
     this.buildCanvasOptions();
@@ -579,7 +586,7 @@ export class TimelineView {
     const stop = run.a.stop[step];
     const active = run.a.active[step];
     setText(this.exStop, `Stop criterion: ${stop ? "fired after this step (canvas done)" : "not fired"}${active ? "" : " \u00b7 row already finished"} \u00b7 ${run.a.step_remaining[step]} step(s) left of ${s.max_denoising_steps ?? "?"} \u00b7 stability threshold ${s.stability_threshold ?? "\u2013"} \u00b7 confidence threshold ${s.confidence_threshold ?? "\u2013"}`);
-    const w = 420, hgt = 120;
+    const w = panelWidth(this.explainer, 420), hgt = 120;
     const ctx = sizeCanvas(this.exCanvas, w, hgt);
     let max = 1e-9;
     for (let j = 0; j < L; j++) max = Math.max(max, ex.sorted[j]);
@@ -627,7 +634,7 @@ export class TimelineView {
     setText(this.loadText, `Expert load at this step, layer ${layer} (top-${k} of ${E})`);
     const ids = chunk.expert_ids.subarray(loc.local * layers * L * k, (loc.local + 1) * layers * L * k);
     const counts = expertLoad(ids, layer, L, k, E);
-    const w = 360, hgt = 110;
+    const w = panelWidth(this.routing, 420), hgt = 110;
     const ctx = sizeCanvas(this.loadCanvas, w, hgt);
     const max = Math.max(1, ...counts);
     const bw = w / E;

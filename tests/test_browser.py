@@ -1,0 +1,288 @@
+"""The timeline widget in a real Chromium: in JupyterLab, and as an offline HTML file.
+
+Debian's chromium driven by Playwright (``executable_path``; never ``playwright install``); see
+../shared/browser-testing.md. Without chromium these tests skip locally and fail when ``CI=true``.
+Screenshots go to ``artifacts/``.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = os.environ.get("DGVIZ_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TOKEN = "citoken"
+XSS = "<img src=x onerror=window.__pwned=1>"
+BREAKOUT = "</script><script>window.__pwned=2</script>"
+
+
+def _need_browser():
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"chromium at {CHROMIUM} (apt-get install -y chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install playwright)")
+    if missing:
+        msg = "browser tests need " + " and ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1200, "height": 1000})
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda err: pg.errors.append(str(err)))
+    yield pg
+    context.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _notebook(cells: list[str]) -> dict:
+    return {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
+                       "outputs": [], "source": src} for i, src in enumerate(cells)],
+            "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                        "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, tiny_trace):
+    _need_browser()
+    if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
+        msg = "browser tests need jupyterlab in this environment"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    tmp = tmp_path_factory.mktemp("lab")
+    root = tmp / "root"
+    root.mkdir()
+    tiny_trace.save(root / "tiny.dgtrace")
+    (tmp / "cfg" / "labconfig").mkdir(parents=True)
+    (tmp / "cfg" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "cfg"), JUPYTER_DATA_DIR=str(tmp / "data"),
+               JUPYTER_RUNTIME_DIR=str(tmp / "rt"), IPYTHONDIR=str(tmp / "ipy"),
+               JUPYTER_PLATFORM_DIRS="1")
+    port = _free_port()
+    log = open(tmp / "lab.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
+         f"--port={port}", f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={root}",
+         f"--LabApp.workspaces_dir={tmp / 'ws'}", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("JupyterLab did not start:\n" + (tmp / "lab.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield {"base": base, "root": root}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _canvas_text(widget) -> str:
+    return "".join(widget.locator(".dgv-tok").all_text_contents())
+
+
+# ---------------------------------------------------------------------------- JupyterLab
+def test_jupyterlab_replays_scrubs_inspects_and_runs_live(lab, page, tiny_trace):
+    from playwright.sync_api import expect
+
+    cells = [
+        "import dgviz\nfrom dgviz.widget import Timeline\n"
+        "trace = dgviz.load_trace('tiny.dgtrace')\nw = Timeline(trace, step=0)\nw",
+        "print(f'SELECTION {w.selection}')",
+        "from dgviz.testing import tiny_model\nfrom dgviz.widget import show\n"
+        "live = show(*tiny_model(), 'the cat sat', seed=1, max_new_tokens=32, max_denoising_steps=6)",
+    ]
+    (lab["root"] / "t1.ipynb").write_text(json.dumps(_notebook(cells)))
+    page.goto(f"{lab['base']}/lab/tree/t1.ipynb?token={TOKEN}&reset")
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Python 3 (ipykernel) | Idle",
+                                                               timeout=90_000)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+
+    w = page.locator(".jp-OutputArea-output .dgv-root").first
+    expect(w).to_be_visible(timeout=60_000)
+    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=30_000)
+    expect(w).to_have_attribute("data-step", "0")
+    before = _canvas_text(w)
+
+    # scrub: click at 80% of the slider -> a later step, other tokens
+    slider = w.locator(".dgv-slider")
+    box = slider.bounding_box()
+    page.mouse.click(box["x"] + 0.8 * box["width"], box["y"] + box["height"] / 2)
+    step = int(w.get_attribute("data-step"))
+    assert step >= 15
+    assert _canvas_text(w) != before
+    # the keyboard works inside JupyterLab (its document handler would eat arrow keys)
+    w.locator(".dgv-play").focus()
+    page.keyboard.press("ArrowLeft")
+    expect(w).to_have_attribute("data-step", str(step - 1))
+    step -= 1
+    canvas = tiny_trace.step_canvas[step]
+    assert w.get_attribute("data-canvas") == str(canvas)
+
+    # click a token: the inspector shows its top-k alternatives at this step
+    w.locator('.dgv-tok[data-pos="3"]').click()
+    inspector = w.locator(".dgv-inspector")
+    expect(inspector).to_have_attribute("data-position", "3")
+    alts = inspector.locator(".dgv-alt")
+    expect(alts).to_have_count(tiny_trace.topk_ids.shape[3])
+    top = tiny_trace.topk_ids[0, step, 3]
+    probs = tiny_trace.topk_probs[0, step, 3]
+    for rank in range(len(top)):
+        expect(alts.nth(rank).locator(".dgv-alt-tok")).to_have_text(tiny_trace.tokens([top[rank]])[0])
+        expect(alts.nth(rank).locator(".dgv-alt-p")).to_have_text(f"{probs[rank]:.3f}")
+    expect(inspector).to_contain_text("Experts per decoder layer")
+
+    # the click reached Python: re-run the print cell
+    cell = page.locator(".jp-Cell").nth(1)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expected = {"step": step, "canvas": int(canvas), "position": 3}
+    out = cell.locator(".jp-OutputArea-output")
+    expect(out).to_contain_text("SELECTION {", timeout=30_000)
+    got = ast.literal_eval(out.inner_text().strip().removeprefix("SELECTION "))
+    assert got == expected
+
+    # live mode: a second widget that fills while the tiny model generates, then says done
+    live = page.locator(".jp-OutputArea-output .dgv-root").nth(1)
+    expect(live.locator(".dgv-status")).to_contain_text("done:", timeout=90_000)
+    expect(live.locator(".dgv-tok")).to_have_count(16)
+    expect(live).to_have_attribute("data-step", "11")  # followed the run to its last step
+    _shot(page, "browser-lab.png")
+    assert page.errors == []
+
+
+# ---------------------------------------------------------------------------- offline HTML
+def _offline(page) -> list[str]:
+    outside: list[str] = []
+
+    def handle(route):
+        url = route.request.url
+        if url.startswith(("file:", "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+    return outside
+
+
+def test_offline_html_replays_without_network(page, tiny_trace, tmp_path):
+    from playwright.sync_api import expect
+
+    path = tiny_trace.to_html(tmp_path / "run.html")
+    outside = _offline(page)
+    page.goto(path.as_uri())
+    w = page.locator(".dgv-root")
+    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=20_000)
+    expect(w).to_have_attribute("data-step", "0")
+    first = _canvas_text(w)
+    w.locator(".dgv-speed").select_option("16")
+    page.keyboard.press("Escape")
+    w.focus()
+    page.keyboard.press(" ")  # play
+    expect(w).to_have_attribute("data-canvas", "1", timeout=10_000)
+    page.keyboard.press(" ")  # pause
+    assert _canvas_text(w) != first
+    page.keyboard.press("End")
+    expect(w).to_have_attribute("data-step", str(tiny_trace.num_steps - 1))
+    # the last step shows the final text of the last canvas
+    final = "".join(t.replace("\n", "\u21b5\n") or "\u2205"
+                    for t in tiny_trace.tokens(tiny_trace.final_tokens[0, -1]))
+    assert _canvas_text(w) == final
+    w.locator('.dgv-tok[data-pos="0"]').click()
+    expect(w.locator(".dgv-inspector .dgv-alt")).to_have_count(5)
+    _shot(page, "browser-offline.png")
+    assert outside == []
+    assert page.errors == []
+
+
+def test_hostile_token_text_renders_as_text(page, tiny_trace, tmp_path):
+    from playwright.sync_api import expect
+
+    trace = copy.copy(tiny_trace)
+    trace.token_text = dict(tiny_trace.token_text)
+    final = tiny_trace.final_tokens[0, -1]
+    trace.token_text[int(final[0])] = XSS
+    trace.token_text[int(final[1])] = BREAKOUT
+    path = trace.to_html(tmp_path / "hostile.html", step=-1)
+    outside = _offline(page)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    w = page.locator(".dgv-root")
+    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=20_000)
+    expect(w.locator('.dgv-tok[data-pos="0"]')).to_have_text(XSS)
+    expect(w.locator('.dgv-tok[data-pos="1"]')).to_have_text(BREAKOUT)
+    w.locator('.dgv-tok[data-pos="0"]').click()
+    expect(w.locator(".dgv-insp-token")).to_contain_text("<img")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img").count() == 0
+    assert page.locator("script").count() == 3
+    assert dialogs == [] and outside == [] and page.errors == []
