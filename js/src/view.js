@@ -38,9 +38,9 @@ function sizeCanvas(canvas, w, h) {
   return ctx;
 }
 
-/** Chart width that fits its panel (the panel may not be laid out yet: render can run late). */
-function panelWidth(panel, max) {
-  const inner = panel.clientWidth - 18;
+/** Chart width that fits a panel of `width` px (0 when not laid out yet: render can run late). */
+function chartWidth(width, max) {
+  const inner = width - 18;
   return inner > 0 ? Math.max(160, Math.min(max, inner)) : 320;
 }
 
@@ -57,6 +57,8 @@ export class TimelineView {
     this.shownCanvas = -1;
     this.tokenEls = [];
     this.tokenCache = [];
+    this.styles = new Map();
+    this.widths = new Map();
     this.raf = 0;
     this.disposers = [];
     this.build();
@@ -196,6 +198,31 @@ export class TimelineView {
     if (this.canvasSel.options.length !== c) {
       this.canvasSel.replaceChildren(...Array.from({ length: c }, (_, i) => h("option", { value: i }, `canvas ${i + 1} of ${c}`)));
     }
+  }
+
+  /**
+   * A panel's width, read once and then kept current by a ResizeObserver: reading clientWidth
+   * on every step would force a layout per scrub step (it was half the scrub time).
+   */
+  panelWidth(panel) {
+    if (!this.widths.has(panel)) {
+      this.widths.set(panel, panel.clientWidth);
+      if (typeof ResizeObserver !== "undefined") {
+        if (!this.resizer) {
+          this.resizer = new ResizeObserver((entries) => {
+            let changed = false;
+            for (const e of entries) {
+              const w = Math.round(e.contentRect.width + 16); // content box + padding, as clientWidth
+              if (this.widths.get(e.target) !== w) { this.widths.set(e.target, w); changed = true; }
+            }
+            if (changed && this.run && this.run.steps) this.render();
+          });
+          this.disposers.push(() => this.resizer.disconnect());
+        }
+        this.resizer.observe(panel);
+      }
+    }
+    return this.widths.get(panel);
   }
 
   // ------------------------------------------------------------------ interaction
@@ -405,8 +432,8 @@ export class TimelineView {
       const id = shownToken(chunk, local, p, this.ui.mode);
       const state = chunk.state[i];
       const style = byExpert
-        ? expertStyle(topExpert(chunk, local, this.ui.layer, p), topWeight(chunk, local, this.ui.layer, p), pal)
-        : tokenStyle(state, chunk.confidence[i], pal);
+        ? this.styleOf(1, topExpert(chunk, local, this.ui.layer, p), topWeight(chunk, local, this.ui.layer, p))
+        : this.styleOf(0, state, chunk.confidence[i]);
       const cache = this.tokenCache[p];
       const el = this.tokenEls[p];
       if (cache.id !== id) {
@@ -423,6 +450,19 @@ export class TimelineView {
       if (cache.state !== state) { cache.state = state; el.dataset.state = String(state); }
     }
     this.markSelection();
+  }
+
+  /** Token colours, memoised on (kind, state or expert, value quantised to 1/64). */
+  styleOf(kind, key, value) {
+    const q = Number.isFinite(value) ? Math.round(Math.max(0, Math.min(1, value)) * 64) : -1;
+    const id = (kind * 100000 + key + 1) * 100 + q + 1;
+    let st = this.styles.get(id);
+    if (!st) {
+      const v = q < 0 ? NaN : q / 64;
+      st = kind ? expertStyle(key, v, this.run.palette) : tokenStyle(key, v, this.run.palette);
+      this.styles.set(id, st);
+    }
+    return st;
   }
 
   markSelection() {
@@ -586,16 +626,21 @@ export class TimelineView {
     const stop = run.a.stop[step];
     const active = run.a.active[step];
     setText(this.exStop, `Stop criterion: ${stop ? "fired after this step (canvas done)" : "not fired"}${active ? "" : " \u00b7 row already finished"} \u00b7 ${run.a.step_remaining[step]} step(s) left of ${s.max_denoising_steps ?? "?"} \u00b7 stability threshold ${s.stability_threshold ?? "\u2013"} \u00b7 confidence threshold ${s.confidence_threshold ?? "\u2013"}`);
-    const w = panelWidth(this.explainer, 420), hgt = 120;
+    const w = chartWidth(this.panelWidth(this.explainer), 420), hgt = 120;
     const ctx = sizeCanvas(this.exCanvas, w, hgt);
     let max = 1e-9;
     for (let j = 0; j < L; j++) max = Math.max(max, ex.sorted[j]);
     const bw = w / L;
     const yE = (v) => hgt - 2 - (v / max) * (hgt - 16);
-    for (let j = 0; j < L; j++) {
-      ctx.fillStyle = ex.acceptedSorted[j] ? run.palette.states[NEW] : "#C8C8C8";
-      const y = yE(ex.sorted[j]);
-      ctx.fillRect(j * bw + (bw > 3 ? 0.5 : 0), y, Math.max(1, bw - (bw > 3 ? 1 : 0)), hgt - 2 - y);
+    for (const accepted of [0, 1]) { // one path per colour: setting fillStyle per bar is slow
+      ctx.fillStyle = accepted ? run.palette.states[NEW] : "#C8C8C8";
+      ctx.beginPath();
+      for (let j = 0; j < L; j++) {
+        if (ex.acceptedSorted[j] !== accepted) continue;
+        const y = yE(ex.sorted[j]);
+        ctx.rect(j * bw + (bw > 3 ? 0.5 : 0), y, Math.max(1, bw - (bw > 3 ? 1 : 0)), hgt - 2 - y);
+      }
+      ctx.fill();
     }
     // criterion (sum - max) on its own scale, clipped to 3x bound so the bound stays visible
     const cMax = Number.isFinite(bound) && bound > 0 ? Math.max(bound * 3, 1e-9) : Math.max(ex.criterion[L - 1], 1e-9);
@@ -634,7 +679,7 @@ export class TimelineView {
     setText(this.loadText, `Expert load at this step, layer ${layer} (top-${k} of ${E})`);
     const ids = chunk.expert_ids.subarray(loc.local * layers * L * k, (loc.local + 1) * layers * L * k);
     const counts = expertLoad(ids, layer, L, k, E);
-    const w = panelWidth(this.routing, 420), hgt = 110;
+    const w = chartWidth(this.panelWidth(this.routing), 420), hgt = 110;
     const ctx = sizeCanvas(this.loadCanvas, w, hgt);
     const max = Math.max(1, ...counts);
     const bw = w / E;
