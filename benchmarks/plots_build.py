@@ -6,12 +6,15 @@ random, with the documented dtypes and shapes. Run:
 
     python benchmarks/plots_build.py [--repeat N]
 
-Prints each figure's build time (the best of N) and the total. Building only: no rendering.
+Prints each figure's build time (the best of N), the size of its plotly JSON (what a notebook
+stores and a browser receives) and the total; exits 1 if the total build time exceeds
+``--budget`` seconds (default 5 s, for 2 shared CPU cores). Building only: no rendering.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -74,6 +77,7 @@ def synthetic_trace(seed: int = 0) -> dgviz.Trace:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="builds per figure (best kept)")
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds for all figures")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     trace = synthetic_trace()
@@ -97,16 +101,20 @@ def main(argv: list[str] | None = None) -> None:
         "confidence_heatmap (canvas 2)": lambda: plots.confidence_heatmap(trace, canvas=2),
     }
     total = 0.0
+    print(f"{'figure':32s} {'build':>10s} {'JSON':>10s}")
     for name, build in builders.items():
         best = float("inf")
         for _ in range(max(1, args.repeat)):
             t = time.perf_counter()
-            build()
+            fig = build()
             best = min(best, time.perf_counter() - t)
         total += best
-        print(f"{name:32s} {best * 1000:8.1f} ms")
-    print(f"{'total':32s} {total * 1000:8.1f} ms")
-
+        size = len(fig.to_json()) / 1e6
+        print(f"{name:32s} {best * 1000:7.1f} ms {size:7.2f} MB")
+    print(f"{'total':32s} {total * 1000:7.1f} ms   (budget {args.budget:g} s)")
+    if total > args.budget:
+        print("over budget", file=sys.stderr)
+        sys.exit(1)
 
 if __name__ == "__main__":
     main()

@@ -142,8 +142,9 @@ def _texts(trace: Trace, ids: np.ndarray) -> np.ndarray:
     return lut[inv.reshape(ids.shape)] if ids.size else np.empty(ids.shape, dtype=object)
 
 
-def _step_bins(n: int, per_col: int, max_cells: int) -> tuple[int, np.ndarray]:
+def _step_bins(n: int, per_col: int, max_cells: int | None) -> tuple[int, np.ndarray]:
     """(factor, first index of each bin) so that ``per_col * n / factor <= max_cells``."""
+    max_cells = MAX_CELLS if max_cells is None else max_cells
     factor = max(1, math.ceil(per_col * n / max(1, max_cells)))
     return factor, np.arange(0, n, factor)
 
@@ -232,6 +233,21 @@ def _discrete_scale(colors: Sequence[str]) -> list[list[Any]]:
     return scale
 
 
+def _step_custom(trace: Trace, last: np.ndarray, rows: int) -> np.ndarray:
+    """int32 ``[rows, n, 3]`` hover data per column: canvas, steps remaining, last step.
+
+    Numbers, not strings: plotly ships numeric arrays as compact binary."""
+    last = np.asarray(last)
+    cols = np.stack([trace.step_canvas[last], trace.step_remaining[last], last], axis=-1)
+    return np.ascontiguousarray(np.broadcast_to(cols[None], (rows, *cols.shape)), np.int32)
+
+
+def _step_hover(binned: bool) -> str:
+    if binned:
+        return "steps %{x}–%{customdata[2]} (canvas %{customdata[0]})"
+    return "step %{x} (canvas %{customdata[0]}, %{customdata[1]} remaining)"
+
+
 def _remaining_text(trace: Trace, steps: np.ndarray) -> list[str]:
     return [
         f"canvas {int(trace.step_canvas[s])} · {int(trace.step_remaining[s])} remaining"
@@ -251,6 +267,7 @@ def _value_heatmap(
     z = values[row, steps].astype(np.float64)  # [n, L]
     z[~trace.active[row, steps]] = np.nan
     draft = _texts(trace, trace.draft[row, steps])  # [n, L]
+    max_cells = MAX_CELLS if max_cells is None else max_cells
     factor, starts = _step_bins(steps.size, length, max_cells)
     note = ""
     if factor > 1:
@@ -258,27 +275,24 @@ def _value_heatmap(
         ends = np.minimum(starts + factor, steps.size) - 1
         draft = draft[ends]
         x = steps[starts]
+        last = steps[ends]
         note = (
             f"each column = mean of {factor} steps ({length}×{steps.size} cells > "
             f"{max_cells:,} limit)"
         )
-        step_label = [f"steps {steps[a]}–{steps[b]}" for a, b in zip(starts, ends, strict=False)]
     else:
-        x = steps
-        step_label = [f"step {s}" for s in steps]
+        x = last = steps
     if zmax is None:  # plotly needs both bounds; keep 0 as the floor
         finite = z[np.isfinite(z)]
         zmax = max(float(finite.max()) if finite.size else 1.0, (zmin or 0.0) + 1e-6)
-    extra = [f"{lbl} · {r}" for lbl, r in zip(step_label, _remaining_text(trace, x), strict=False)]
-    custom = np.empty((length, len(x)), dtype=object)
-    custom[:] = np.array(extra, dtype=object)[None, :]
     fig = go.Figure(
         go.Heatmap(
-            z=z.T, x=x, y=np.arange(length), text=draft.T, customdata=custom,
+            z=z.T.astype(np.float32), x=x, y=np.arange(length), text=draft.T,
+            customdata=_step_custom(trace, last, length),
             colorscale=scale, zmin=zmin, zmax=zmax,
             colorbar=dict(title=dict(text=unit, side="right"), thickness=14),
             hovertemplate=(
-                "%{customdata}<br>position %{y}<br>draft %{text}<br>"
+                _step_hover(factor > 1) + "<br>position %{y}<br>draft %{text}<br>"
                 f"{name} %{{z:{fmt}}}<extra></extra>"
             ),
             hoverongaps=False,
@@ -294,7 +308,7 @@ def _value_heatmap(
 
 
 def confidence_heatmap(
-    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int = MAX_CELLS
+    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int | None = None
 ) -> go.Figure:
     """Confidence (top probability after the temperature schedule), position x step.
 
@@ -308,7 +322,7 @@ def confidence_heatmap(
 
 
 def entropy_heatmap(
-    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int = MAX_CELLS
+    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int | None = None
 ) -> go.Figure:
     """Entropy (nats) of each position's distribution, position x step (low = sure)."""
     return _value_heatmap(
@@ -318,7 +332,7 @@ def entropy_heatmap(
 
 
 def lock_in_map(
-    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int = MAX_CELLS
+    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int | None = None
 ) -> go.Figure:
     """Each position's state at each step, in the widget's four colours; lock-in and flips marked.
 
@@ -343,6 +357,7 @@ def lock_in_map(
         prev_active = np.r_[False, trace.active[row, steps][:-1]]
         changed &= prev_active[:, None]
     texts = _texts(trace, draft)
+    max_cells = MAX_CELLS if max_cells is None else max_cells
     factor, starts = _step_bins(steps.size, length, max_cells)
     note = ""
     if factor > 1:  # categorical: sample the last step of each bin
@@ -359,19 +374,13 @@ def lock_in_map(
     if factor > 1:
         lock, flips = lock[ends], flips[ends]
     names = np.array(STATE_NAMES, dtype=object)
-    hover = np.char.add(
-        np.char.add(np.asarray(names[z.astype(int)], dtype=str), "<br>locked in at step "),
-        lock.astype(str),
-    )
-    hover = np.char.add(np.char.add(hover, " · flips "), flips.astype(str))
-    custom = np.stack(
-        [np.broadcast_to(np.array(_remaining_text(trace, x), dtype=object)[:, None], z.shape),
-         hover.astype(object)], axis=-1,
-    )
+    text = texts + " · " + names[z.astype(int)]  # token and state, one string a cell
+    custom = np.concatenate(
+        [_step_custom(trace, x, length), lock.T[..., None], flips.T[..., None]], axis=-1
+    ).astype(np.int32)
     fig = go.Figure(
         go.Heatmap(
-            z=z.T, x=x, y=np.arange(length), text=texts.T,
-            customdata=np.transpose(custom, (1, 0, 2)),
+            z=z.T.astype(np.int8), x=x, y=np.arange(length), text=text.T, customdata=custom,
             colorscale=_discrete_scale(palette.STATE_COLORS), zmin=-0.5, zmax=3.5,
             colorbar=dict(
                 tickvals=[RENOISED, NEW, KEPT, FINAL], ticktext=list(STATE_NAMES),
@@ -379,8 +388,8 @@ def lock_in_map(
             ),
             xgap=0, ygap=1 if length <= 40 else 0, name="state",
             hovertemplate=(
-                "step %{x} · %{customdata[0]}<br>position %{y}<br>draft %{text}<br>"
-                "%{customdata[1]}<extra></extra>"
+                _step_hover(False) + "<br>position %{y}<br>draft %{text}<br>"
+                "locked in at step %{customdata[3]} · flips %{customdata[4]}<extra></extra>"
             ),
         )
     )
@@ -487,8 +496,8 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
 
     Top: stacked bars, positions the sampler accepted at each step, split into newly accepted
     and accepted again. Bottom: final tokens so far (positions already holding their final
-    token, all canvases) divided by forward passes so far; the dashed line is transformers'
-    ``tokens_per_forward`` for the run.
+    token, all canvases, padding not counted) divided by forward passes so far; it ends at the
+    dashed line, transformers' ``tokens_per_forward`` for the run.
     """
     from plotly.subplots import make_subplots
 
@@ -506,13 +515,21 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     prev = prev_full[steps] & acc
     new = (acc & ~prev).sum(axis=1)
     again = prev.sum(axis=1)
-    # tokens per forward so far: positions holding their final token in every canvas so far.
-    all_steps = np.arange(trace.num_steps)
-    locked_now = np.zeros(trace.num_steps)
+    # tokens per forward so far: positions holding their final token in every canvas so far,
+    # padding left out as transformers does for `tokens_per_forward`.
     length = trace.canvas_length
-    for s in all_steps:
+    out = trace.output_ids[row]
+    final = (
+        out.reshape(trace.num_canvases, length)
+        if out.size == trace.num_canvases * length else trace.final_tokens[row]
+    )
+    pad = trace.settings.get("pad_token_id")
+    counted = final != pad if pad is not None else np.ones(final.shape, dtype=bool)
+    before = np.r_[0, np.cumsum(counted.sum(axis=1))]
+    locked_now = np.zeros(trace.num_steps)
+    for s in range(trace.num_steps):
         c = trace.step_canvas[s]
-        locked_now[s] = c * length + (s >= trace.lock_in[row, c]).sum()
+        locked_now[s] = before[c] + ((s >= trace.lock_in[row, c]) & counted[c]).sum()
     forwards = np.cumsum(trace.active[row].astype(np.int64))
     with np.errstate(invalid="ignore", divide="ignore"):
         tpf = np.where(forwards > 0, locked_now / np.maximum(forwards, 1), np.nan)
@@ -804,12 +821,11 @@ def expert_churn(
         fig = go.Figure(
             go.Heatmap(
                 z=z, x=steps, y=np.arange(n_layers),
-                customdata=np.broadcast_to(
-                    np.array(_remaining_text(trace, steps), dtype=object)[None], z.shape),
+                customdata=_step_custom(trace, steps, n_layers),
                 colorscale=palette.LOAD_SCALE, zmin=0, zmax=1,
                 colorbar=dict(title=dict(text="share changed"), tickformat=".0%",
                               thickness=14),
-                hovertemplate=("layer %{y} · step %{x} · %{customdata}<br>"
+                hovertemplate=("layer %{y} · " + _step_hover(False) + "<br>"
                                "%{z:.1%} of positions changed top-1 expert<extra></extra>"),
                 hoverongaps=False,
             )
@@ -873,11 +889,10 @@ def router_entropy(trace: Trace, row: int = 0, canvas: int | None = None) -> go.
     fig = go.Figure(
         go.Heatmap(
             z=z, x=steps, y=np.arange(n_layers),
-            customdata=np.broadcast_to(
-                np.array(_remaining_text(trace, steps), dtype=object)[None], z.shape),
+            customdata=_step_custom(trace, steps, n_layers),
             colorscale=palette.ENTROPY_SCALE, zmin=lo, zmax=hi,
             colorbar=dict(title=dict(text="nats"), thickness=14),
-            hovertemplate=("layer %{y} · step %{x} · %{customdata}<br>"
+            hovertemplate=("layer %{y} · " + _step_hover(False) + "<br>"
                            "mean router entropy %{z:.3f} nats<extra></extra>"),
             hoverongaps=False,
         )
@@ -902,7 +917,7 @@ def _expert_colors(n_exp: int) -> tuple[list[list[Any]], str]:
 
 def expert_map(
     trace: Trace, layer: int = 0, row: int = 0, canvas: int | None = None,
-    max_cells: int = MAX_CELLS,
+    max_cells: int | None = None,
 ) -> go.Figure:
     """Top-1 expert of every position at every step, for one decoder layer (position x step)."""
     _need_routing(trace)
@@ -918,6 +933,7 @@ def expert_map(
     z = top1.astype(np.float64)  # [n, L]
     z[~trace.active[row, steps]] = np.nan
     texts = _texts(trace, trace.canvas_in[row, steps])
+    max_cells = MAX_CELLS if max_cells is None else max_cells
     factor, starts = _step_bins(steps.size, length, max_cells)
     note = ""
     x = steps
@@ -929,13 +945,12 @@ def expert_map(
     note = " · ".join(p for p in (f"decoder layer {layer}", note, cnote) if p)
     fig = go.Figure(
         go.Heatmap(
-            z=z.T, x=x, y=np.arange(length), text=texts.T,
-            customdata=np.broadcast_to(
-                np.array(_remaining_text(trace, x), dtype=object)[None], (length, x.size)),
+            z=z.T.astype(np.float32), x=x, y=np.arange(length), text=texts.T,
+            customdata=_step_custom(trace, x, length),
             colorscale=scale, zmin=-0.5, zmax=n_exp - 0.5, showscale=n_exp <= 32,
             colorbar=dict(title=dict(text="top-1 expert"), thickness=14,
                           tickvals=list(range(n_exp)) if n_exp <= 16 else None),
-            hovertemplate=("step %{x} · %{customdata}<br>position %{y} · token read %{text}"
+            hovertemplate=(_step_hover(False) + "<br>position %{y} · token read %{text}"
                            "<br>top-1 expert %{z}<extra></extra>"),
             hoverongaps=False,
         )

@@ -374,3 +374,75 @@ def test_save_figure_errors(trace, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "kaleido", None)
     with pytest.raises(ImportError, match=r"dgviz\[export\].*Chromium"):
         plots.save_figure(fig, tmp_path / "x.png")
+
+
+def test_tokens_per_forward_leaves_padding_out(trace):
+    out = trace.output_ids[0]
+    pad = int(out[-1])  # pretend the last token's id is padding
+    meta = {**trace.meta, "settings": {**trace.settings, "pad_token_id": pad}}
+    padded = dataclasses.replace(trace, meta=meta)
+    fig = plots.accepted_per_step(padded)
+    tpf = next(t for t in fig.data if t.name and t.name.startswith("final tokens"))
+    assert tpf.y[-1] == pytest.approx((out != pad).sum() / trace.forward_passes())
+    assert (out == pad).sum() >= 1
+
+
+def _two_rows(trace: dgviz.Trace) -> dgviz.Trace:
+    """Row 0 as recorded; row 1 the same run with halved confidence and a stopped tail."""
+    kwargs = {}
+    per_run = ("step_canvas", "step_remaining", "temperature", "step_seconds")
+    for f in dataclasses.fields(trace):
+        value = getattr(trace, f.name)
+        if f.name in ("token_text", "meta") or value is None or f.name in per_run:
+            kwargs[f.name] = value
+        else:
+            kwargs[f.name] = np.concatenate([value, value], axis=0)
+    kwargs["confidence"][1] *= 0.5
+    kwargs["active"][1, 20:] = False
+    return dgviz.Trace(**kwargs)
+
+
+def test_row_selects_the_batch_row(trace):
+    two = _two_rows(trace)
+    z0 = np.asarray(_heatmap(plots.confidence_heatmap(two, row=0)).z)
+    z1 = np.asarray(_heatmap(plots.confidence_heatmap(two, row=1)).z)
+    np.testing.assert_allclose(z1[:, :20], z0[:, :20] * 0.5, rtol=1e-6)
+    assert np.isnan(z1[:, 20:]).all()
+    fig = plots.convergence_curve(two, row=1)
+    assert "row 1" in fig.layout.title.text
+    assert np.isnan(np.asarray(fig.data[0].y, float)[20:]).all()
+    load = np.asarray(_heatmap(plots.expert_load(two, row=1)).z)
+    assert load.sum(axis=1)[0] == 20 * 16 * 2  # only the 20 active steps count
+    with pytest.raises(IndexError, match="row 2 out of range"):
+        plots.lock_in_map(two, row=2)
+
+
+def test_big_trace_builds_every_figure(monkeypatch):
+    """The benchmark's 4 canvases x 256 positions x 48 steps x 8 layers trace: every figure
+    builds, and the heatmaps stay under the cell limit."""
+    import importlib.util
+    import time
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "plots_build.py"
+    spec = importlib.util.spec_from_file_location("plots_build", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    big = bench.synthetic_trace()
+    assert big.num_canvases == 4
+    assert big.canvas_in.shape == (1, 192, 256)
+    t = time.perf_counter()
+    figs = plots.all_figures(big)
+    elapsed = time.perf_counter() - t
+    assert len(figs) == 13
+    assert elapsed < 30  # ~1.5 s on 2 busy cores; generous for CI
+    for name, fig in figs.items():
+        for tr in fig.data:
+            if isinstance(tr, go.Heatmap):
+                assert np.asarray(tr.z).size <= plots.MAX_CELLS, name
+    # random drafts flip a lot: markers give way to a note in the title
+    assert "flips: counts in hover only" in figs["lock_in"].layout.title.text
+    monkeypatch.setattr(plots, "MAX_CELLS", 20_000)
+    small = plots.confidence_heatmap(big)
+    assert np.asarray(small.data[0].z).shape == (256, 64)  # 3 steps a column
+    assert "mean of 3 steps" in small.layout.title.text
