@@ -1,0 +1,71 @@
+"""How much does recording cost? Prints, from one process with interleaved runs:
+
+- the median ratio of `dgviz.record` wall time to a plain `model.generate` (same seed, same
+  settings; goal <= 1.05 on CPU),
+- trace bytes per step, for two vocabulary sizes: the per-step arrays (recording reduces on the
+  device, so these must not grow with the vocabulary) and the whole saved file (which also holds
+  the text of every distinct token id seen: more distinct random tokens with a larger vocabulary,
+  bounded by positions x steps, not by the vocabulary).
+
+Ratios are also given as min/min: the least disturbed run of each kind, robust to a busy machine.
+
+    python benchmarks/record_overhead.py [--repeats 9] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dgviz
+from dgviz.testing import tiny_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    gen = {"max_new_tokens": 512, "max_denoising_steps": 24}
+    print(f"tiny DiffusionGemma (canvas 256, hidden 64, 2 layers, 8 experts top-2), {gen}, "
+          f"{args.threads} thread(s), {args.repeats} interleaved pairs")
+    print(f"{'vocab':>7} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} {'min/min':>8} "
+          f"{'steps':>6} {'array B/step':>13} {'file B/step':>12}")
+    for vocab in (256, 4096):
+        model, tok = tiny_model(vocab_size=vocab, canvas_length=256, hidden_size=64)
+        ids = torch.tensor([[4, 5, 6, 7, 8, 9, 10, 11]])
+        dgviz.record(model, tok, ids, seed=0, **gen)  # warm-up both paths
+        plain_times, recorded_times, ratios = [], [], []
+        for i in range(args.repeats):
+            torch.manual_seed(i)
+            t0 = time.perf_counter()
+            model.generate(ids, **gen)
+            plain = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            trace = dgviz.record(model, tok, ids, seed=i, **gen)
+            recorded = time.perf_counter() - t0
+            plain_times.append(plain)
+            recorded_times.append(recorded)
+            ratios.append(recorded / plain)
+        with tempfile.TemporaryDirectory() as tmp:
+            size = trace.save(Path(tmp) / "t.dgtrace").stat().st_size
+        per_step = sum(
+            a.nbytes for a in vars(trace).values()
+            if isinstance(a, np.ndarray) and a.ndim >= 2 and a.shape[1] == trace.num_steps
+        )
+        print(f"{vocab:>7} {statistics.median(plain_times):>9.3f} "
+              f"{statistics.median(recorded_times):>11.3f} {statistics.median(ratios):>13.3f} "
+              f"{min(recorded_times) / min(plain_times):>8.3f} {trace.num_steps:>6} "
+              f"{per_step / trace.num_steps:>13.0f} {size / trace.num_steps:>12.0f}")
+
+
+if __name__ == "__main__":
+    main()
