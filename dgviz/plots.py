@@ -120,7 +120,8 @@ def _title(main: str, trace: Trace, row: int, canvas: int | None, note: str = ""
     if note:
         sub = (sub + " · " if sub else "") + note
     text = f"<b>{main}</b>" + (f"<br><sup>{sub}</sup>" if sub else "")
-    return dict(text=text, x=0.01, xanchor="left", font=dict(size=16))
+    return dict(text=text, x=0.01, xref="container", xanchor="left", y=1, yref="paper",
+                yanchor="bottom", pad=dict(b=22), font=dict(size=16))
 
 
 def _base_layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
@@ -128,7 +129,7 @@ def _base_layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
         template="plotly_white",
         font=_FONT,
         hoverlabel=dict(font=dict(family="DejaVu Sans Mono, monospace", size=12)),
-        margin=dict(l=70, r=30, t=110, b=60),
+        margin=dict(l=70, r=30, t=90, b=60),
         **kwargs,
     )
     return fig
@@ -181,6 +182,8 @@ def _timeline(
         **where,
     )
     if top_axis:
+        # room above the plot for the remaining-steps axis, the title above it
+        fig.update_layout(title_pad_b=62, margin_t=max(fig.layout.margin.t or 0, 140))
         stride = max(1, math.ceil(steps.size / 24))
         ticks = steps[::stride]
         fig.add_trace(
@@ -668,7 +671,7 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
         fig, title=_title("Sampler explainer: entropy-bound acceptance", trace, row, None, note),
         legend=dict(orientation="h", yanchor="top", y=-0.14, x=0), bargap=0.05,
     )
-    fig.update_layout(margin=dict(b=110))
+    fig.update_layout(margin=dict(b=110, t=125), title_pad_b=34)  # room for panel titles
     fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)", row=2, col=1)
     fig.update_yaxes(title_text="nats", range=[0, 1.1 * max(ymax, 1e-6)], row=1, col=1)
     if zoom_top:
@@ -717,7 +720,8 @@ def expert_weights(
     fig = go.Figure(
         go.Heatmap(
             z=z, x=np.arange(n_exp), y=np.arange(length), text=text, customdata=rank + 1,
-            colorscale=palette.LOAD_SCALE, zmin=0, zmax=1, xgap=1, ygap=1,
+            colorscale=palette.LOAD_SCALE, zmin=0, zmax=1, xgap=1,
+            ygap=1 if length <= 40 else 0,
             colorbar=dict(title=dict(text="router weight"), thickness=14),
             hovertemplate=(
                 "position %{y} · token read %{text}<br>expert %{x} (choice %{customdata})"
