@@ -1,12 +1,34 @@
 """dgviz: see text diffusion.
 
 Record what DiffusionGemma's sampler does at every denoising step (`record`), keep it as a
-`Trace`, and look at it: a replayable widget, plotly figures, schedule comparisons.
+`Trace`, and look at it: a replayable widget (`Timeline`, live with `show`), plotly figures
+(`dgviz.plots`), schedule comparisons.
 """
 
 __version__ = "0.1.0"
 
+from . import plots
 from .record import StepEvent, record
 from .trace import Trace, TraceFormatError, load_trace
+from .widget import Timeline, show
 
-__all__ = ["StepEvent", "Trace", "TraceFormatError", "__version__", "load_trace", "record"]
+
+def demo_model(task: str | None = None):
+    """``(model, tokenizer)``: the tiny trained DiffusionGemma shipped with dgviz (offline)."""
+    from .demo import demo_model as load
+
+    return load(task)
+
+
+__all__ = [
+    "StepEvent",
+    "Timeline",
+    "Trace",
+    "TraceFormatError",
+    "__version__",
+    "demo_model",
+    "load_trace",
+    "plots",
+    "record",
+    "show",
+]
