@@ -342,7 +342,8 @@ def lock_in_map(
     Cells are `Trace.states` (re-noised / accepted this step / accepted earlier / final). The
     green "final" region of a position starts at its lock-in step (`Trace.lock_in`: the draft
     holds its final token from there on, accepted or not), marked with a bar; ``×`` marks a step
-    where the draft changed (a flip; `Trace.flips` counts them).
+    where the draft changed (a flip; `Trace.flips` counts them). Positions final from their
+    canvas's first step get no bar.
     """
     _check_row(trace, row)
     _need_steps(trace)
@@ -401,12 +402,13 @@ def lock_in_map(
     lx, ly, lt = [], [], []
     for c in cvs:
         lk = trace.lock_in[row, c]
-        lx.extend((lk - 0.5).tolist())
-        ly.extend(range(length))
-        finals = trace.tokens(trace.final_tokens[row, c])
+        later = np.flatnonzero(lk > trace._canvas_bounds[c, 0])  # final from the start: no mark
+        lx.extend((lk[later] - 0.5).tolist())
+        ly.extend(later.tolist())
+        finals = trace.tokens(trace.final_tokens[row, c][later])
         lt.extend(
             f"position {p}: final token {visible(t)} from step {int(s)}"
-            for p, (t, s) in enumerate(zip(finals, lk, strict=True))
+            for p, t, s in zip(later, finals, lk[later], strict=True)
         )
     fig.add_trace(
         go.Scatter(
@@ -622,7 +624,7 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
         rows=2, cols=1, row_heights=[0.5, 0.5], vertical_spacing=0.16,
         subplot_titles=(
             "all positions",
-            f"zoom on the decision: entropies up to {zoom_top:g} nats, the first ranks"
+            f"zoom on the decision: entropies up to {zoom_top:g} nats, ranks around the cut"
             if zoom_top else "",
         ),
     )
@@ -675,11 +677,13 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)", row=2, col=1)
     fig.update_yaxes(title_text="nats", range=[0, 1.1 * max(ymax, 1e-6)], row=1, col=1)
     if zoom_top:
-        over = np.flatnonzero(crit > zoom_top)
-        last = int(over[0]) if over.size else order.size - 1
-        last = min(order.size - 1, max(last + 4, n_acc + 4, 12))
+        # ranks around where the criterion crosses the bound (the cut), at least 24 wide
+        over = np.flatnonzero(crit > bound)
+        cut = int(over[0]) if over.size else order.size
+        first = max(0, cut - 16)
+        last = min(order.size - 1, max(cut + 8, first + 24))
         fig.update_yaxes(title_text="nats", range=[0, zoom_top], row=2, col=1)
-        fig.update_xaxes(range=[-0.5, last + 0.5], row=2, col=1)
+        fig.update_xaxes(range=[first - 0.5, last + 0.5], row=2, col=1)
     for a in fig.layout.annotations:
         if a.text == "all positions" or str(a.text).startswith("zoom on"):
             a.update(x=0, xanchor="left", font=dict(size=12, color="#555555"))
@@ -1054,14 +1058,12 @@ def all_figures(trace: Trace, row: int = 0) -> dict[str, go.Figure]:
 
 
 def _explainer_step(trace: Trace, row: int) -> int:
-    """A telling step: in the first canvas, the active step accepting the most positions short
-    of all (else the middle step)."""
+    """A telling step: in the first canvas, the active step whose accepted count is nearest to
+    half the canvas (the sampler had most to decide), the earliest such."""
     steps = trace.canvas_steps(0)
+    steps = steps[trace.active[row, steps]] if trace.active[row, steps].any() else steps
     counts = trace.accepted[row, steps].sum(axis=1)
-    ok = (counts < trace.canvas_length) & trace.active[row, steps]
-    if ok.any():
-        return int(steps[np.flatnonzero(ok)[np.argmax(counts[ok])]])
-    return int(steps[len(steps) // 2])
+    return int(steps[np.argmin(np.abs(counts - trace.canvas_length / 2))])
 
 
 # ============================================================================ exports

@@ -52,9 +52,16 @@ def record_trace(which: str, checkpoint: Path | None, task: str, canvases: int
             item = module.generate(1, seed=3)[0]
             chat = [{"role": "user", "content": module.prompt(item)}]
             length = model.config.canvas_length
-            trace = dgviz.record(model, tok, chat, seed=0, max_new_tokens=canvases * length)
+            # The answer fits one canvas; to show the multi-canvas timeline, switch off the
+            # end-of-sequence stop so generation goes on into the next canvas(es).
+            extra = {"eos_token_id": None} if canvases > 1 else {}
+            trace = dgviz.record(model, tok, chat, seed=0, max_new_tokens=canvases * length,
+                                 **extra)
             where = f" from {checkpoint}" if checkpoint else ""
-            return trace, f"demo model{where} ({task} task, {canvases} canvases asked for)"
+            return trace, (
+                f"demo model{where} ({task} task, {canvases} canvases"
+                + (", eos_token_id=None" if extra else "") + ")"
+            )
     from dgviz.testing import tiny_model
 
     model, tok = tiny_model(canvas_length=32)

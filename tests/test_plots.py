@@ -129,6 +129,7 @@ def test_lock_in_map_matches_trace(trace):
     assert list(hm.colorbar.tickvals) == [0, 1, 2, 3]
     lock = next(t for t in fig.data if t.name and t.name.startswith("lock-in"))
     x = np.asarray(lock.x) + 0.5
+    assert (trace.lock_in[0] > trace._canvas_bounds[:, :1]).all()  # so every position is marked
     np.testing.assert_array_equal(x, trace.lock_in[0].ravel())
     np.testing.assert_array_equal(np.asarray(lock.y), np.tile(np.arange(16), 3))
     flips = next(t for t in fig.data if t.name and t.name.startswith("flip"))
@@ -137,6 +138,19 @@ def test_lock_in_map_matches_trace(trace):
     for s, p in zip(flips.x, flips.y, strict=False):
         assert trace.step_canvas[s] == trace.step_canvas[s - 1]
         assert trace.draft[0, s, p] != trace.draft[0, s - 1, p]
+
+
+def test_lock_in_bar_only_where_the_final_token_came_later(trace):
+    draft = trace.draft.copy()
+    draft[0, 0:8, 3] = draft[0, 7, 3]  # canvas 0, position 3: final token from step 0 on
+    settled = dataclasses.replace(trace, draft=draft)
+    assert settled.lock_in[0, 0, 3] == 0
+    fig = plots.lock_in_map(settled, canvas=0)
+    lock = next(t for t in fig.data if t.name and t.name.startswith("lock-in"))
+    assert 3 not in list(lock.y)
+    assert len(lock.y) == 15
+    z = np.asarray(_heatmap(fig).z)
+    assert (z[3] == FINAL).all()
 
 
 def test_lock_in_map_drops_markers_beyond_limit(trace, monkeypatch):
