@@ -251,6 +251,22 @@ def _step_hover(binned: bool) -> str:
     return "step %{x} (canvas %{customdata[0]}, %{customdata[1]} remaining)"
 
 
+def _gapped(trace: Trace, steps: np.ndarray, *ys: Any) -> tuple[np.ndarray, ...]:
+    """Insert a blank point at each canvas boundary so lines do not join across canvases.
+
+    Returns ``x`` (the boundary points at ``first step - 0.5``) and each ``y`` (NaN there;
+    object arrays get ``None``)."""
+    canv = trace.step_canvas[steps]
+    cuts = np.flatnonzero(canv[1:] != canv[:-1]) + 1
+    x = np.insert(steps.astype(np.float64), cuts, steps[cuts] - 0.5)
+    out = [x]
+    for y in ys:
+        y = np.asarray(y)
+        fill = None if y.dtype == object else np.nan
+        out.append(np.insert(y.astype(object if fill is None else np.float64), cuts, fill))
+    return tuple(out)
+
+
 def _remaining_text(trace: Trace, steps: np.ndarray) -> list[str]:
     return [
         f"canvas {int(trace.step_canvas[s])} · {int(trace.step_remaining[s])} remaining"
@@ -477,11 +493,12 @@ def convergence_curve(trace: Trace, row: int = 0, canvas: int | None = None) -> 
         (accepted, "accepted by the sampler this step", palette.STATE_COLORS[NEW], "dash"),
         (stable, "stable (draft same as the step before)", "#0072B2", "dot"),
     ):
+        x, y, custom = _gapped(trace, steps, y, np.array(remaining, dtype=object))
         fig.add_trace(
             go.Scatter(
-                x=steps, y=y, name=name, mode="lines+markers",
+                x=x, y=y, name=name, mode="lines+markers", customdata=custom,
                 line=dict(color=color, width=3 if dash == "solid" else 2, dash=dash),
-                marker=dict(size=4), customdata=remaining,
+                marker=dict(size=4),
                 hovertemplate="step %{x} · %{customdata}<br>" + name
                 + ": %{y:.1%}<extra></extra>",
             )
@@ -501,8 +518,8 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
 
     Top: stacked bars, positions the sampler accepted at each step, split into newly accepted
     and accepted again. Bottom: final tokens so far (positions already holding their final
-    token, all canvases, padding not counted) divided by forward passes so far; it ends at the
-    dashed line, transformers' ``tokens_per_forward`` for the run.
+    token, all canvases, padding not counted) divided by forward passes so far, on a log axis;
+    it ends at the dashed line, transformers' ``tokens_per_forward`` for the run.
     """
     from plotly.subplots import make_subplots
 
@@ -584,7 +601,8 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     top = int(max((new + again).max(), 1))
     fig.update_yaxes(title_text="positions accepted", rangemode="tozero", tickformat="d",
                      dtick=1 if top <= 8 else None, row=1, col=1)
-    fig.update_yaxes(title_text="tokens / forward", rangemode="tozero", row=2, col=1)
+    # log scale: early steps (few forwards, many settled tokens) would squash the end
+    fig.update_yaxes(title_text="tokens / forward (log)", type="log", row=2, col=1)
     _timeline(fig, trace, steps, row=2, col=1, top_axis=True, label_canvases=True)
     fig.update_xaxes(showgrid=False, row=1, col=1)
     for c in np.unique(trace.step_canvas[steps])[1:]:

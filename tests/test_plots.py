@@ -162,8 +162,14 @@ def test_lock_in_map_drops_markers_beyond_limit(trace, monkeypatch):
 
 def test_convergence_curve_is_lock_in_not_accepted(trace):
     fig = plots.convergence_curve(trace)
-    lines = {t.name.split(" (")[0].split(" by")[0]: np.asarray(t.y, float) for t in fig.data
-             if t.name}
+    lines = {}
+    for t in fig.data:
+        if t.name:
+            x = np.asarray(t.x, float)
+            whole = x == np.round(x)  # the x.5 points are the gaps between canvases
+            assert np.isnan(np.asarray(t.y, float)[~whole]).all()
+            assert sorted(x[~whole]) == [7.5, 15.5]
+            lines[t.name.split(" (")[0].split(" by")[0]] = np.asarray(t.y, float)[whole]
     locked = lines["holds its final token"]
     steps = np.arange(trace.num_steps)
     expect = (steps[:, None] >= trace.lock_in[0][trace.step_canvas]).mean(axis=1)
@@ -424,7 +430,9 @@ def test_row_selects_the_batch_row(trace):
     assert np.isnan(z1[:, 20:]).all()
     fig = plots.convergence_curve(two, row=1)
     assert "row 1" in fig.layout.title.text
-    assert np.isnan(np.asarray(fig.data[0].y, float)[20:]).all()
+    x, y = np.asarray(fig.data[0].x, float), np.asarray(fig.data[0].y, float)
+    assert np.isnan(y[x >= 20]).all()
+    assert not np.isnan(y[(x < 20) & (x == np.round(x))]).any()
     load = np.asarray(_heatmap(plots.expert_load(two, row=1)).z)
     assert load.sum(axis=1)[0] == 20 * 16 * 2  # only the 20 active steps count
     with pytest.raises(IndexError, match="row 2 out of range"):
