@@ -583,10 +583,14 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
         row=2, col=1,
     )
     recorded = float(trace.tokens_per_forward[row])
-    fig.add_hline(
-        y=recorded, line=dict(color=_INK, dash="dash", width=1.5), row=2, col=1,
-        annotation_text=f"run: {recorded:.2f} tokens / forward",
-        annotation_position="top left", annotation_font_size=11,
+    fig.add_trace(
+        go.Scatter(
+            x=[steps[0] - 0.5, steps[-1] + 0.5], y=[recorded, recorded], mode="lines",
+            line=dict(color=_INK, dash="dash", width=1.5),
+            name=f"run: {recorded:.2f} tokens / forward (transformers)",
+            hovertemplate=f"tokens_per_forward {recorded:.3f}<extra></extra>",
+        ),
+        row=2, col=1,
     )
     _base_layout(
         fig, barmode="stack",
@@ -602,7 +606,13 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     fig.update_yaxes(title_text="positions accepted", rangemode="tozero", tickformat="d",
                      dtick=1 if top <= 8 else None, row=1, col=1)
     # log scale: early steps (few forwards, many settled tokens) would squash the end
-    fig.update_yaxes(title_text="tokens / forward (log)", type="log", row=2, col=1)
+    finite = tpf[np.isfinite(tpf) & (tpf > 0)]
+    lo = min(float(finite.min()) if finite.size else recorded, recorded)
+    hi = max(float(finite.max()) if finite.size else recorded, recorded)
+    ticks = [v for v in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+             if lo / 2 <= v <= hi * 2]
+    fig.update_yaxes(title_text="tokens / forward (log)", type="log", tickmode="array",
+                     tickvals=ticks, ticktext=[f"{v:g}" for v in ticks], row=2, col=1)
     _timeline(fig, trace, steps, row=2, col=1, top_axis=True, label_canvases=True)
     fig.update_xaxes(showgrid=False, row=1, col=1)
     for c in np.unique(trace.step_canvas[steps])[1:]:
