@@ -696,6 +696,9 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
         + (f" · temperature {temp:.2f}" if math.isfinite(temp) else "")
         + ("" if trace.active[row, step] else " · row had stopped")
     )
+    sampler = trace.settings.get("sampler", "EntropyBoundSampler")
+    if sampler != "EntropyBoundSampler":
+        note += f" · recorded with {sampler}: the entropy-bound rule shown may not be its rule"
     ymax = float(np.nanmax(sorted_ent)) if order.size else 1.0
     _base_layout(
         fig, title=_title("Sampler explainer: entropy-bound acceptance", trace, row, None, note),

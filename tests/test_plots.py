@@ -468,3 +468,36 @@ def test_big_trace_builds_every_figure(monkeypatch):
     small = plots.confidence_heatmap(big)
     assert np.asarray(small.data[0].z).shape == (256, 64)  # 3 steps a column
     assert "mean of 3 steps" in small.layout.title.text
+
+
+def test_interrupted_trace_still_plots(trace):
+    """A run stopped halfway through canvas 1 (12 of 24 steps): every figure still builds."""
+    per_step = {"canvas_in", "sampled", "draft", "accepted", "confidence", "entropy",
+                "topk_ids", "topk_probs", "active", "stop", "expert_ids", "expert_weights",
+                "router_entropy"}
+    per_run_steps = {"step_canvas", "step_remaining", "temperature", "step_seconds"}
+    kwargs = {}
+    for f in dataclasses.fields(trace):
+        value = getattr(trace, f.name)
+        if f.name in per_step:
+            value = value[:, :12]
+        elif f.name in per_run_steps:
+            value = value[:12]
+        kwargs[f.name] = value
+    kwargs["meta"] = {**trace.meta, "complete": False}
+    cut = dgviz.Trace(**kwargs)
+    assert cut.num_canvases == 2
+    figs = plots.all_figures(cut)
+    assert len(figs) == 13
+    assert "INCOMPLETE" in figs["confidence"].layout.title.text
+    z = np.asarray(_heatmap(figs["confidence"]).z)
+    assert z.shape == (16, 12)
+    # the unfinished canvas's "final" tokens are its latest draft
+    lock = np.asarray(_heatmap(figs["lock_in"]).z)
+    assert (lock[:, 11] == FINAL).all()
+
+
+def test_sampler_explainer_says_when_another_sampler_ran(trace):
+    meta = {**trace.meta, "settings": {**trace.settings, "sampler": "DDIMSampler"}}
+    fig = plots.sampler_explainer(dataclasses.replace(trace, meta=meta), 2)
+    assert "recorded with DDIMSampler" in fig.layout.title.text
