@@ -148,7 +148,7 @@ class CosineSampler(_CommitSampler):
     """Commit on a cosine schedule (MaskGIT's): few tokens first, most at the end.
 
     After step ``i`` of ``N = max_denoising_steps``, ``ceil(L * (1 - cos(pi/2 * i/N)))``
-    positions are committed (lowest entropy first): all ``L`` at step ``N``. Only 1-2% of the
+    positions are committed (lowest entropy first): all ``L`` at step ``N``. Only 0.5% of the
     canvas is committed after the first of 16 steps, 29% at the halfway point. With the adaptive
     stop on, a confident canvas may stop before step ``N``.
     """

@@ -1,0 +1,791 @@
+"""Compare step schedules side by side: `sweep` records them, `compare` collects traces.
+
+``sweep(model, tokenizer, prompt, schedules={label: settings}, seeds=[0, 1, 2], score=...)``
+records every schedule with every seed, seed by seed (all schedules of seed 0, then seed 1, ...),
+so runs are paired: the same seed gives every schedule the same initial noise and random stream,
+and what differs between paired runs comes from the schedule. It shows a progress bar; Ctrl-C
+(or the notebook's stop button) stops it and keeps the finished runs.
+
+The `Comparison` it returns has:
+
+- `Comparison.summary`: a pandas DataFrame, one row per run (columns in `SUMMARY_COLUMNS`);
+- `Comparison.table`: the same averaged over seeds, one row per schedule, with its Pareto flag;
+- figures (plotly; colours from `dgviz.palette`): `convergence_figure`, `accepted_figure`,
+  `pareto_figure`;
+- `Comparison.widget()`: the runs' canvases replayed together on one shared timeline;
+- `Comparison.save(dir)` / `load_comparison(dir)`: a folder of ``.dgtrace`` files and an
+  ``index.json`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import palette
+from .schedules import Schedule, as_schedule
+from .trace import FINAL, KEPT, NEW, RENOISED, Trace, load_trace, visible
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "Comparison",
+    "Run",
+    "compare",
+    "load_comparison",
+    "sweep",
+]
+
+BUNDLE_FORMAT = "dgviz-comparison"
+BUNDLE_VERSION = 1
+
+#: The columns of `Comparison.summary`, in order.
+SUMMARY_COLUMNS = (
+    "label", "seed", "kind", "sampler", "complete", "canvases", "steps", "forward_passes",
+    "forward_passes_per_canvas", "tokens_per_forward", "wall_seconds", "mean_final_confidence",
+    "steps_to_50", "steps_to_90", "steps_to_100", "agreement", "score", "text",
+)
+
+_STATE_CSS = {
+    RENOISED: (palette.STATE_COLORS[RENOISED], palette.STATE_TEXT_COLORS[RENOISED]),
+    NEW: (palette.STATE_COLORS[NEW], palette.STATE_TEXT_COLORS[NEW]),
+    KEPT: (palette.STATE_COLORS[KEPT], palette.STATE_TEXT_COLORS[KEPT]),
+    FINAL: (palette.STATE_COLORS[FINAL], palette.STATE_TEXT_COLORS[FINAL]),
+}
+
+
+def label_color(index: int) -> str:
+    """The colour of the ``index``-th schedule in every comparison figure (Okabe-Ito first)."""
+    colors = palette.EXPERT_COLORS
+    return colors[index % len(colors)]
+
+
+# ============================================================================ per-run numbers
+def forward_passes(trace: Trace, row: int = 0) -> int:
+    """Decoder forward passes of one row: active steps, plus diffusers' corrector sweeps."""
+    recorded = trace.settings.get("forward_passes")
+    if recorded is not None and trace.batch_size == 1:
+        return int(recorded)
+    return trace.forward_passes(row)
+
+
+def steps_to_lock(trace: Trace, fraction: float, row: int = 0) -> float:
+    """Steps a canvas takes until ``fraction`` of its positions hold their final token.
+
+    Per canvas: the smallest ``n`` such that after its ``n``-th step at least
+    ``ceil(fraction * L)`` positions hold, from there to the end, the token the canvas ends
+    with (`Trace.lock_in`). Averaged over the run's canvases; NaN for an empty trace.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1] (got {fraction!r}).")
+    if trace.num_steps == 0 or trace.num_canvases == 0:
+        return math.nan
+    need = max(1, math.ceil(fraction * trace.canvas_length - 1e-9))
+    per_canvas = []
+    for c in range(trace.num_canvases):
+        start = trace._canvas_bounds[c, 0]
+        steps = np.sort(trace.lock_in[row, c] - start + 1)
+        per_canvas.append(int(steps[need - 1]))
+    return float(np.mean(per_canvas))
+
+
+def mean_final_confidence(trace: Trace, row: int = 0) -> float:
+    """Mean top-1 probability over every position at its canvas's last active step."""
+    if trace.num_steps == 0:
+        return math.nan
+    last = trace.last_active_step[row]  # [C]
+    return float(trace.confidence[row, last].mean())
+
+
+def token_agreement(ids: np.ndarray, reference: np.ndarray) -> float:
+    """Share of output positions equal to the reference's (over the longer of the two)."""
+    a, b = np.asarray(ids).ravel(), np.asarray(reference).ravel()
+    n = max(a.size, b.size)
+    if n == 0:
+        return 1.0
+    pa = np.full(n, -1, np.int64)
+    pb = np.full(n, -2, np.int64)
+    pa[: a.size], pb[: b.size] = a, b
+    return float((pa == pb).mean())
+
+
+def lock_fraction_curve(trace: Trace, row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(forward passes, fraction)``: share of all the run's positions holding their final token.
+
+    Starts at ``(0, 0)``; after step ``s`` the x value is the forward passes so far (diffusers'
+    corrector sweeps spread evenly over the steps) and the y value counts positions of finished
+    canvases as final and positions of later canvases as not yet final.
+    """
+    s = trace.num_steps
+    if s == 0:
+        return np.zeros(1), np.zeros(1)
+    lock = trace.lock_in[row].reshape(-1)  # [C * L]
+    steps = np.arange(s)
+    frac = (lock[None, :] <= steps[:, None]).mean(axis=1)
+    active = trace.active[row].astype(np.float64)
+    passes = np.cumsum(active)
+    total = forward_passes(trace, row)
+    if passes[-1] > 0 and total != passes[-1]:
+        passes = passes * (total / passes[-1])
+    return np.r_[0.0, passes], np.r_[0.0, frac]
+
+
+# ============================================================================ runs and comparisons
+@dataclass
+class Run:
+    """One recorded run in a comparison."""
+
+    label: str
+    trace: Trace
+    seed: int | None = None
+    wall_seconds: float = math.nan
+    score: float | None = None
+    schedule: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.trace.text[0] if self.trace.text else ""
+
+
+class Comparison:
+    """Runs of several schedules (and seeds), with their summary, figures and a synced view."""
+
+    def __init__(self, runs: Sequence[Run], *, reference: str | None = None, complete: bool = True):
+        self.runs: list[Run] = list(runs)
+        labels = self.labels
+        if reference is not None and reference not in labels:
+            raise ValueError(f"reference {reference!r} is not one of the labels {labels}.")
+        self.reference = reference if reference is not None else (labels[0] if labels else None)
+        self.complete = complete
+        """False when the sweep was interrupted: only the finished runs are here."""
+
+    # ------------------------------------------------------------------ access
+    @property
+    def labels(self) -> list[str]:
+        """Schedule labels in first-seen order."""
+        return list(dict.fromkeys(r.label for r in self.runs))
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return list(dict.fromkeys(r.seed for r in self.runs))
+
+    @property
+    def traces(self) -> list[Trace]:
+        return [r.trace for r in self.runs]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(self.runs)
+
+    def __getitem__(self, key: int | tuple[str, Any]) -> Run:
+        """``comparison[i]`` or ``comparison[label, seed]``."""
+        if isinstance(key, tuple):
+            label, seed = key
+            for r in self.runs:
+                if r.label == label and r.seed == seed:
+                    return r
+            raise KeyError(f"no run {label!r} with seed {seed!r}")
+        return self.runs[key]
+
+    def __repr__(self) -> str:
+        state = "" if self.complete else ", INTERRUPTED"
+        return (f"<Comparison {len(self.runs)} runs: {len(self.labels)} schedule(s) x "
+                f"{len(self.seeds)} seed(s){state}>")
+
+    def _reference_run(self, run: Run) -> Run | None:
+        """The reference schedule's run paired with ``run`` (same seed), if any."""
+        if self.reference is None:
+            return None
+        for r in self.runs:
+            if r.label == self.reference and r.seed == run.seed:
+                return r
+        return None
+
+    # ------------------------------------------------------------------ tables
+    @property
+    def summary(self):
+        """One row per run; see `SUMMARY_COLUMNS` and docs/compare.md.
+
+        ``agreement`` is the share of output tokens equal to the reference schedule's run with the
+        same seed (1.0 for the reference itself; NaN when it has no run with that seed).
+        ``steps_to_q`` is `steps_to_lock` (per canvas, averaged). ``score`` is NaN without a scorer.
+        """
+        import pandas as pd
+
+        rows = []
+        for run in self.runs:
+            t = run.trace
+            ref = self._reference_run(run)
+            fp = forward_passes(t)
+            rows.append({
+                "label": run.label,
+                "seed": run.seed,
+                "kind": run.schedule.get("kind", t.meta.get("source", "")),
+                "sampler": t.settings.get("sampler", ""),
+                "complete": t.complete,
+                "canvases": t.num_canvases,
+                "steps": t.num_steps,
+                "forward_passes": fp,
+                "forward_passes_per_canvas": fp / t.num_canvases if t.num_canvases else math.nan,
+                "tokens_per_forward": float(t.tokens_per_forward[0]),
+                "wall_seconds": float(run.wall_seconds),
+                "mean_final_confidence": mean_final_confidence(t),
+                "steps_to_50": steps_to_lock(t, 0.5),
+                "steps_to_90": steps_to_lock(t, 0.9),
+                "steps_to_100": steps_to_lock(t, 1.0),
+                "agreement": (token_agreement(t.output_ids[0], ref.trace.output_ids[0])
+                              if ref is not None else math.nan),
+                "score": float(run.score) if run.score is not None else math.nan,
+                "text": run.text,
+            })
+        return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+    @property
+    def table(self):
+        """The summary averaged over seeds: one row per schedule, in label order.
+
+        Adds ``runs`` (how many seeds) and ``pareto`` (no other schedule has both lower or equal
+        mean forward passes per canvas and higher or equal mean score, one of them strictly;
+        only when scores exist).
+        """
+        import pandas as pd
+
+        df = self.summary
+        numeric = [c for c in SUMMARY_COLUMNS if c not in ("label", "seed", "kind", "sampler",
+                                                            "complete", "text")]
+        grouped = df.groupby("label", sort=False)
+        out = grouped[numeric].mean()
+        out.insert(0, "runs", grouped.size())
+        out.insert(1, "kind", grouped["kind"].first())
+        if df["score"].notna().any():
+            out["pareto"] = pareto_mask(out["forward_passes_per_canvas"].to_numpy(),
+                                        out["score"].to_numpy())
+        return out.reindex(pd.Index(self.labels, name="label"))
+
+    # ------------------------------------------------------------------ figures
+    def convergence_figure(self, x: str = "forward_passes", seeds: Iterable | None = None):
+        """Share of positions holding their final token against forward passes, one line per run.
+
+        ``x="forward_passes"`` (absolute cost) or ``"normalized"`` (0..1 of each run's passes).
+        Runs of one schedule share a colour; ``seeds`` picks which seeds to draw (default all).
+        """
+        import plotly.graph_objects as go
+
+        if x not in ("forward_passes", "normalized"):
+            raise ValueError('x must be "forward_passes" or "normalized".')
+        fig = go.Figure()
+        wanted = None if seeds is None else set(seeds)
+        shown = set()
+        for run in self.runs:
+            if wanted is not None and run.seed not in wanted:
+                continue
+            xs, ys = lock_fraction_curve(run.trace)
+            if x == "normalized" and xs[-1] > 0:
+                xs = xs / xs[-1]
+            color = label_color(self.labels.index(run.label))
+            fig.add_trace(go.Scatter(
+                x=xs, y=ys, mode="lines", name=run.label, legendgroup=run.label,
+                showlegend=run.label not in shown, line=dict(color=color, width=2, shape="hv"),
+                opacity=0.85,
+                hovertemplate=f"{html.escape(run.label)} · seed {run.seed}<br>"
+                + ("%{x:.0f} forward passes" if x == "forward_passes" else "%{x:.0%} of the run")
+                + "<br>%{y:.0%} final<extra></extra>",
+            ))
+            shown.add(run.label)
+        _layout(fig, "Convergence: share of positions already holding their final token",
+                "forward passes (all canvases)" if x == "forward_passes" else "share of the run's forward passes")
+        fig.update_yaxes(title_text="share of positions final", tickformat=".0%", range=[-0.02, 1.02])
+        if x == "normalized":
+            fig.update_xaxes(tickformat=".0%")
+        return fig
+
+    def accepted_figure(self, seed: Any = "first"):
+        """Positions the sampler accepted at each step, one line per schedule (one seed).
+
+        x is the step's position in its run, 0..1, so short and long schedules line up.
+        ``seed="first"`` draws each schedule's first seed; pass a seed, or ``None`` for all runs.
+        """
+        import plotly.graph_objects as go
+
+        fig = go.Figure()
+        shown = set()
+        for run in self.runs:
+            if seed == "first":
+                if run.label in shown:
+                    continue
+            elif seed is not None and run.seed != seed:
+                continue
+            t = run.trace
+            if t.num_steps == 0:
+                continue
+            acc = (t.accepted[0] & t.active[0][:, None]).sum(axis=1)
+            xs = (np.arange(t.num_steps) + 1) / t.num_steps
+            color = label_color(self.labels.index(run.label))
+            fig.add_trace(go.Scatter(
+                x=xs, y=acc, mode="lines+markers", name=run.label, legendgroup=run.label,
+                showlegend=run.label not in shown, line=dict(color=color, width=2),
+                marker=dict(size=4), customdata=np.arange(t.num_steps),
+                hovertemplate=f"{html.escape(run.label)} · seed {run.seed}<br>step %{{customdata}}"
+                "<br>%{y} accepted<extra></extra>",
+            ))
+            shown.add(run.label)
+        _layout(fig, "Accepted per step", "share of the run's steps")
+        fig.update_xaxes(tickformat=".0%")
+        fig.update_yaxes(title_text="positions accepted", rangemode="tozero")
+        return fig
+
+    def pareto_figure(self, cost: str = "forward_passes_per_canvas", quality: str = "score"):
+        """Quality against cost: every run (small), every schedule's mean (large, labelled), and
+        the Pareto front of the schedule means (lower cost, higher quality is better).
+
+        Needs scores (``sweep(..., score=...)`` or `Comparison.rescore`) unless ``quality``
+        names another summary column (e.g. ``"agreement"``, ``"mean_final_confidence"``).
+        """
+        import plotly.graph_objects as go
+
+        df = self.summary
+        if cost not in df or quality not in df:
+            raise ValueError(f"cost and quality must be summary columns: {list(SUMMARY_COLUMNS)}")
+        if df[quality].isna().all():
+            raise ValueError(
+                f"No {quality} values: give sweep(..., score=callable(text) -> float) or call "
+                "comparison.rescore(score); or pick quality='agreement'."
+            )
+        table = self.table
+        front = pareto_mask(table[cost].to_numpy(), table[quality].to_numpy())
+        fig = go.Figure()
+        for i, label in enumerate(self.labels):
+            color = label_color(i)
+            sub = df[df["label"] == label]
+            fig.add_trace(go.Scatter(
+                x=sub[cost], y=sub[quality], mode="markers", name=label, legendgroup=label,
+                showlegend=False, marker=dict(color=color, size=7, opacity=0.45),
+                customdata=sub["seed"],
+                hovertemplate=f"{html.escape(label)} · seed %{{customdata}}<br>{cost} %{{x:.2f}}"
+                f"<br>{quality} %{{y:.3f}}<extra></extra>",
+            ))
+            row = table.loc[label]
+            fig.add_trace(go.Scatter(
+                x=[row[cost]], y=[row[quality]], mode="markers+text", name=label, legendgroup=label,
+                marker=dict(color=color, size=15, symbol="diamond" if front[i] else "circle",
+                            line=dict(color="#222222", width=1.5 if front[i] else 0.5)),
+                text=[label], textposition="top center", textfont=dict(size=11),
+                hovertemplate=f"<b>{html.escape(label)}</b> (mean of {int(row['runs'])} seeds)<br>"
+                f"{cost} %{{x:.2f}}<br>{quality} %{{y:.3f}}<extra></extra>",
+            ))
+        order = np.argsort(table[cost].to_numpy()[front], kind="stable")
+        fx = table[cost].to_numpy()[front][order]
+        fy = table[quality].to_numpy()[front][order]
+        fig.add_trace(go.Scatter(
+            x=fx, y=fy, mode="lines", name="Pareto front (schedule means)",
+            line=dict(color="#222222", width=1.5, dash="dash", shape="hv"), hoverinfo="skip",
+        ))
+        _layout(fig, f"Quality vs cost: {quality} against {cost.replace('_', ' ')}",
+                cost.replace("_", " "))
+        fig.update_yaxes(title_text=quality.replace("_", " "))
+        fig.update_xaxes(type="log" if _spread(df[cost]) > 20 else "linear")
+        return fig
+
+    # ------------------------------------------------------------------ scoring
+    def rescore(self, score: Callable[[str], float]) -> Comparison:
+        """Score every run's text again (e.g. with a stricter scorer); returns self."""
+        for run in self.runs:
+            run.score = float(score(run.text))
+        return self
+
+    # ------------------------------------------------------------------ view
+    def widget(self, *, runs: Sequence[int] | None = None, mode: str = "normalized",
+               max_runs: int = 12):
+        """The runs' canvases replayed together on one timeline (an ipywidgets layout).
+
+        One slider drives every run: ``mode="normalized"`` puts the playhead at the same share
+        (0..1) of each run's steps; ``"forward_passes"`` at the same absolute number of forward
+        passes (a run that already finished shows its output). A play button animates it.
+        Positions are coloured by state, as in the Timeline. The summary table is shown below.
+        ``runs`` picks runs by index (default: the first ``max_runs``).
+        """
+        return ComparisonView(self, runs=runs, mode=mode, max_runs=max_runs).widget
+
+    def html_at(self, position: float, *, mode: str = "normalized",
+                runs: Sequence[int] | None = None) -> str:
+        """HTML of the chosen runs' canvases at one playhead position (what `widget` shows)."""
+        chosen = list(range(len(self.runs))) if runs is None else list(runs)
+        return "".join(_run_html(self, i, position, mode) for i in chosen)
+
+    # ------------------------------------------------------------------ files
+    def save(self, directory: str | Path) -> Path:
+        """Write the comparison as a folder: one ``.dgtrace`` per run and ``index.json``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for i, run in enumerate(self.runs):
+            name = f"{i:03d}-{_slug(run.label)}-seed{run.seed}.dgtrace"
+            run.trace.save(directory / name)
+            entries.append({
+                "file": name, "label": run.label, "seed": run.seed,
+                "wall_seconds": _finite_or_none(run.wall_seconds),
+                "score": _finite_or_none(run.score), "schedule": run.schedule,
+            })
+        index = {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "reference": self.reference,
+                 "complete": self.complete, "runs": entries}
+        (directory / "index.json").write_text(json.dumps(index, indent=1, default=repr))
+        return directory
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(repr(self))}</p>" + self.table.to_html(float_format="{:.3g}".format)
+
+
+def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """True where no other point has cost <= and quality >= with one strictly better (NaN: False)."""
+    cost, quality = np.asarray(cost, float), np.asarray(quality, float)
+    ok = ~(np.isnan(cost) | np.isnan(quality))
+    out = np.zeros(cost.shape, bool)
+    for i in np.flatnonzero(ok):
+        others = ok.copy()
+        others[i] = False
+        dominated = others & (cost <= cost[i]) & (quality >= quality[i]) & (
+            (cost < cost[i]) | (quality > quality[i]))
+        out[i] = not dominated.any()
+    return out
+
+
+def _spread(values) -> float:
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return float(v.max() / v.min()) if v.size else 1.0
+
+
+def _layout(fig, title: str, xtitle: str) -> None:
+    fig.update_layout(
+        template="plotly_white", font=dict(family="DejaVu Sans, Arial, sans-serif", size=13),
+        title=dict(text=f"<b>{title}</b>", x=0.01, xanchor="left", font=dict(size=16)),
+        margin=dict(l=70, r=30, t=70, b=60), legend=dict(title_text="schedule"),
+        hoverlabel=dict(font=dict(family="DejaVu Sans Mono, monospace", size=12)),
+    )
+    fig.update_xaxes(title_text=xtitle)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:40] or "run"
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# ============================================================================ building comparisons
+def compare(traces: Sequence[Trace] | Mapping[str, Trace], labels: Sequence[str] | None = None,
+            *, reference: str | None = None, score: Callable[[str], float] | None = None) -> Comparison:
+    """A `Comparison` of recorded traces (from `dgviz.record`, files, or several sweeps).
+
+    ``traces`` is a list (labels from ``labels``, else from each trace's schedule name or sampler
+    and settings) or a ``{label: trace}`` dict. Multi-row traces become one run per row. The
+    seed is read from each trace's settings; runs with equal seeds are paired.
+    """
+    if isinstance(traces, Mapping):
+        if labels is not None:
+            raise ValueError("Give labels either as the dict's keys or as labels=, not both.")
+        labels, traces = list(traces.keys()), list(traces.values())
+    traces = list(traces)
+    if labels is not None and len(labels) != len(traces):
+        raise ValueError(f"{len(labels)} labels for {len(traces)} traces.")
+    runs = []
+    for i, trace in enumerate(traces):
+        if not isinstance(trace, Trace):
+            raise TypeError(f"compare needs dgviz Traces; item {i} is {type(trace).__name__}.")
+        label = labels[i] if labels is not None else _auto_label(trace, i)
+        rows = [trace] if trace.batch_size == 1 else [trace.row(b) for b in range(trace.batch_size)]
+        for b, t in enumerate(rows):
+            runs.append(Run(
+                label=label if len(rows) == 1 else f"{label}[{b}]", trace=t,
+                seed=t.settings.get("seed"),
+                wall_seconds=float(np.sum(t.step_seconds)),
+                score=float(score(t.text[0])) if score is not None and t.text else None,
+                schedule=t.meta.get("schedule", {"kind": t.meta.get("source", "")}),
+            ))
+    return Comparison(runs, reference=reference)
+
+
+def _auto_label(trace: Trace, index: int) -> str:
+    sched = trace.meta.get("schedule", {})
+    if sched.get("name"):
+        return sched["name"]
+    s = trace.settings
+    parts = [str(s.get("sampler", "run"))]
+    for key in ("max_denoising_steps", "entropy_bound", "t_min", "t_max"):
+        if s.get(key) is not None:
+            parts.append(f"{key}={s[key]}")
+    return f"{index}: " + " ".join(parts)
+
+
+def sweep(
+    model: Any,
+    tokenizer: Any,
+    prompt: Any,
+    schedules: Mapping[str, Any],
+    seeds: Iterable[int] = (0,),
+    score: Callable[[str], float] | None = None,
+    *,
+    max_new_tokens: int | None = None,
+    reference: str | None = None,
+    top_k: int = 5,
+    routing: bool = False,
+    progress: bool = True,
+) -> Comparison:
+    """Record every schedule with every seed and compare them.
+
+    Parameters
+    ----------
+    model, tokenizer:
+        A ``DiffusionGemmaForBlockDiffusion`` and its tokenizer (diffusers schedules wrap them in
+        a ``DiffusionGemmaPipeline``), or a pipeline (``tokenizer`` may then be ``None``).
+    prompt:
+        One prompt: text, a chat (list of role/content messages) or input ids. diffusers'
+        pipeline always applies the chat template, so a text prompt in a sweep that mixes
+        diffusers and transformers schedules is sent to both as one user message.
+    schedules:
+        ``{label: schedule}``: a `dgviz.schedules.Schedule`, a dict of generate settings
+        (``{"max_denoising_steps": 8, "entropy_bound": 0.5}``), a diffusers scheduler, or None
+        (the model's defaults). See `dgviz.schedules.presets`.
+    seeds:
+        Each schedule runs once per seed, paired: seed by seed, all schedules.
+    score:
+        ``score(text) -> float`` (higher is better), e.g. a task's checker.
+    max_new_tokens:
+        Output length for every schedule that does not set its own (diffusers: ``gen_length``).
+    reference:
+        The label whose outputs ``agreement`` compares against (default: the first).
+    top_k, routing:
+        As in `dgviz.record` (routing is off by default: comparisons do not show it).
+    progress:
+        Show a progress bar.
+
+    Returns
+    -------
+    Comparison
+        If interrupted (Ctrl-C, the notebook's stop button), the finished runs, with
+        ``comparison.complete`` False; the run in progress is dropped.
+    """
+    if not schedules:
+        raise ValueError("sweep needs at least one schedule: schedules={label: settings}.")
+    scheds = [as_schedule(str(label), value) for label, value in schedules.items()]
+    labels = [str(label) for label in schedules]
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("sweep needs at least one seed.")
+    if reference is not None and reference not in labels:
+        raise ValueError(f"reference {reference!r} is not one of the schedules {labels}.")
+    kinds = {s.kind for s in scheds}
+    if isinstance(prompt, str) and "diffusers" in kinds and kinds != {"diffusers"}:
+        warnings.warn(
+            "diffusers' pipeline applies the chat template to a text prompt; to give every "
+            "schedule the same input, the prompt is sent as one user message to all of them.",
+            stacklevel=2,
+        )
+        prompt = [{"role": "user", "content": prompt}]
+
+    runs: list[Run] = []
+    complete = True
+    bar = _progress(len(scheds) * len(seeds), progress)
+    try:
+        for seed in seeds:
+            for label, sched in zip(labels, scheds, strict=True):
+                if bar is not None:
+                    bar.set_postfix_str(f"{label} · seed {seed}", refresh=False)
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Recording interrupted")
+                    trace = sched.record(model, tokenizer, prompt, seed=seed,
+                                         max_new_tokens=max_new_tokens, top_k=top_k,
+                                         routing=routing)
+                wall = time.perf_counter() - start
+                if not trace.complete:  # dgviz.record swallowed a KeyboardInterrupt
+                    raise KeyboardInterrupt
+                text = trace.text[0] if trace.text else ""
+                runs.append(Run(label=label, trace=trace, seed=seed, wall_seconds=wall,
+                                score=float(score(text)) if score is not None else None,
+                                schedule=sched.to_dict()))
+                if bar is not None:
+                    bar.update(1)
+    except KeyboardInterrupt:
+        complete = False
+        warnings.warn(
+            f"Sweep interrupted: keeping the {len(runs)} finished run(s) of "
+            f"{len(scheds) * len(seeds)} (comparison.complete is False).",
+            stacklevel=2,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if reference is None and runs:
+        reference = runs[0].label
+    return Comparison(runs, reference=reference, complete=complete)
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with transformers
+        return None
+    return tqdm(total=total, desc="sweep", unit="run")
+
+
+def load_comparison(directory: str | Path) -> Comparison:
+    """Read a comparison written by `Comparison.save` (never unpickles anything)."""
+    directory = Path(directory)
+    index_path = directory / "index.json"
+    if not index_path.is_file():
+        raise FileNotFoundError(f"No comparison index at {index_path} (written by Comparison.save).")
+    try:
+        index = json.loads(index_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{index_path} is damaged ({err}).") from err
+    if index.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{index_path} is not a dgviz comparison index.")
+    if int(index.get("version", 0)) > BUNDLE_VERSION:
+        raise ValueError(f"{index_path} was written by a newer dgviz (format {index['version']}).")
+    runs = []
+    for entry in index["runs"]:
+        name = entry["file"]
+        if Path(name).name != name:
+            raise ValueError(f"{index_path} names a file outside its folder: {name!r}.")
+        wall = entry.get("wall_seconds")
+        runs.append(Run(
+            label=entry["label"], trace=load_trace(directory / name), seed=entry.get("seed"),
+            wall_seconds=math.nan if wall is None else float(wall), score=entry.get("score"),
+            schedule=entry.get("schedule", {}),
+        ))
+    return Comparison(runs, reference=index.get("reference"), complete=index.get("complete", True))
+
+
+# ============================================================================ synced view
+def _step_at(trace: Trace, position: float, mode: str) -> tuple[int, bool]:
+    """The global step a run shows at a playhead ``position``, and whether the run is done.
+
+    ``normalized``: ``position`` in 0..1 of the run's steps (0: after the first step, 1: the
+    last). ``forward_passes``: the last step whose forward passes so far are <= ``position``
+    (-1: none yet).
+    """
+    s = trace.num_steps
+    if s == 0:
+        return -1, True
+    if mode == "normalized":
+        step = int(round(min(max(position, 0.0), 1.0) * (s - 1)))
+        return step, step == s - 1
+    if mode != "forward_passes":
+        raise ValueError('mode must be "normalized" or "forward_passes".')
+    passes, _ = lock_fraction_curve(trace)
+    step = int(np.searchsorted(passes[1:], position + 1e-9, side="right")) - 1
+    return step, step >= s - 1
+
+
+def _run_html(comp: Comparison, index: int, position: float, mode: str) -> str:
+    run = comp.runs[index]
+    t = run.trace
+    step, done = _step_at(t, position, mode)
+    color = label_color(comp.labels.index(run.label))
+    fp_curve, frac = lock_fraction_curve(t)
+    passes = int(round(fp_curve[step + 1])) if step >= 0 else 0
+    head = (
+        f"<div class='dgc-head'><span class='dgc-swatch' style='background:{color}'></span>"
+        f"<b>{html.escape(run.label)}</b> · seed {run.seed} · step {max(step, -1) + 1}/{t.num_steps}"
+        f" · {passes} forward passes · {frac[step + 1]:.0%} final"
+        + (" · done" if done else "") + "</div>"
+    )
+    rows = []
+    states = t.states[0]
+    current = int(t.step_canvas[step]) if step >= 0 else 0
+    for c in range(t.num_canvases):
+        if c < current:
+            ids = t.final_tokens[0, c]
+            st = np.full(t.canvas_length, FINAL, np.uint8)
+        elif c == current and step >= 0:
+            ids, st = t.draft[0, step], states[step]
+        else:
+            rows.append("<div class='dgc-row dgc-future'></div>")
+            continue
+        cells = []
+        for tok, s in zip(t.tokens(ids), st, strict=True):
+            bg, fg = _STATE_CSS[int(s)]
+            cells.append(f"<span class='dgc-tok' style='background:{bg};color:{fg}'>"
+                         f"{html.escape(visible(tok)) or '&nbsp;'}</span>")
+        rows.append("<div class='dgc-row'>" + "".join(cells) + "</div>")
+    return f"<div class='dgc-run'>{head}{''.join(rows)}</div>"
+
+
+_CSS = """<style>
+.dgc-run{margin:4px 0 10px 0;font-family:'DejaVu Sans Mono',monospace;font-size:12px}
+.dgc-head{font-family:'DejaVu Sans',sans-serif;font-size:13px;margin-bottom:2px}
+.dgc-swatch{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:2px}
+.dgc-row{display:flex;flex-wrap:wrap;gap:1px;margin-bottom:1px;min-height:4px}
+.dgc-tok{padding:0 2px;border-radius:2px;white-space:pre}
+.dgc-legend span{padding:0 4px;margin-right:4px;border-radius:2px}
+</style>"""
+
+
+class ComparisonView:
+    """`Comparison.widget`: one slider (and play button) driving every run's canvas."""
+
+    def __init__(self, comp: Comparison, *, runs: Sequence[int] | None = None,
+                 mode: str = "normalized", max_runs: int = 12):
+        import ipywidgets as w
+
+        if mode not in ("normalized", "forward_passes"):
+            raise ValueError('mode must be "normalized" or "forward_passes".')
+        if not comp.runs:
+            raise ValueError("This comparison has no runs to show.")
+        self.comp = comp
+        self.indices = list(range(min(len(comp.runs), max_runs))) if runs is None else list(runs)
+        self.max_passes = max(forward_passes(comp.runs[i].trace) for i in self.indices)
+        self.slider = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="time",
+                                    continuous_update=True, readout_format=".2f",
+                                    layout=w.Layout(width="60%"))
+        self.play = w.Play(value=0, min=0, max=100, step=1, interval=150, description="play")
+        self.mode = w.ToggleButtons(options=[("0..1 of each run", "normalized"),
+                                             ("forward passes", "forward_passes")], value=mode)
+        self.canvases = w.HTML()
+        legend = "".join(
+            f"<span style='background:{bg};color:{fg}'>{name}</span>"
+            for name, (bg, fg) in zip(("re-noised", "accepted this step", "accepted earlier", "final"),
+                                      (_STATE_CSS[k] for k in (RENOISED, NEW, KEPT, FINAL)), strict=True)
+        )
+        self.legend = w.HTML(f"{_CSS}<div class='dgc-legend'>{legend}</div>")
+        table = comp.summary.drop(columns=["text"]).iloc[self.indices]
+        self.table = w.HTML(table.to_html(index=False, float_format="{:.3g}".format))
+        self.play.observe(self._on_play, names="value")
+        self.slider.observe(self._render, names="value")
+        self.mode.observe(self._on_mode, names="value")
+        self._on_mode()
+        self.widget = w.VBox([w.HBox([self.play, self.slider]), self.mode, self.legend,
+                              self.canvases, self.table])
+        self.widget.comparison_view = self  # handy for tests and notebooks
+
+    def _on_play(self, change: Any = None) -> None:
+        self.slider.value = self.slider.min + (self.slider.max - self.slider.min) * self.play.value / 100
+
+    def _on_mode(self, change: Any = None) -> None:
+        if self.mode.value == "normalized":
+            self.slider.max, self.slider.step = 1.0, 0.01
+        else:
+            self.slider.max, self.slider.step = float(self.max_passes), 1.0
+        self._render()
+
+    def _render(self, change: Any = None) -> None:
+        self.canvases.value = _CSS + self.comp.html_at(self.slider.value, mode=self.mode.value,
+                                                       runs=self.indices)
