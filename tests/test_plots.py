@@ -501,3 +501,55 @@ def test_sampler_explainer_says_when_another_sampler_ran(trace):
     meta = {**trace.meta, "settings": {**trace.settings, "sampler": "DDIMSampler"}}
     fig = plots.sampler_explainer(dataclasses.replace(trace, meta=meta), 2)
     assert "recorded with DDIMSampler" in fig.layout.title.text
+
+
+@pytest.mark.browser
+def test_hover_shows_token_and_values_in_a_browser(trace, tmp_path):
+    """plotly.js renders our hover templates (numeric customdata decoded from binary)."""
+    from pathlib import Path
+
+    chromium = os.environ.get("DGVIZ_CHROMIUM", "/usr/bin/chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if IN_CI:
+            raise
+        pytest.skip("needs playwright")
+    if not Path(chromium).exists():
+        if IN_CI:
+            pytest.fail(f"no chromium at {chromium}")
+        pytest.skip(f"no chromium at {chromium}")
+    step, pos = 9, 5
+    token = visible(trace.tokens([trace.draft[0, step, pos]])[0])
+    read = visible(trace.tokens([trace.canvas_in[0, step, pos]])[0])
+    remaining = int(trace.step_remaining[step])
+    expect = {
+        "confidence": (plots.confidence_heatmap(trace),
+                       [f"step {step} (canvas 1, {remaining} remaining)", f"position {pos}",
+                        f"draft {token}", f"confidence {trace.confidence[0, step, pos]:.3f}"]),
+        "lock_in": (plots.lock_in_map(trace),
+                    [f"draft {token}", f"locked in at step {trace.lock_in[0, 1, pos]}",
+                     f"flips {trace.flips[0, 1, pos]}"]),
+        "expert_map": (plots.expert_map(trace, layer=1),
+                       [f"token read {read}", "top-1 expert"]),
+    }
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            for name, (fig, parts) in expect.items():
+                html = tmp_path / f"{name}.html"
+                fig.write_html(str(html), include_plotlyjs=True)
+                page.goto(html.as_uri())
+                page.wait_for_selector(".plotly .main-svg")
+                text = page.evaluate(
+                    """([x, y]) => { const gd = document.querySelector('.js-plotly-plot');
+                    Plotly.Fx.hover(gd, {xval: x, yval: y});
+                    return document.querySelector('.hoverlayer').textContent; }""",
+                    [step, pos],
+                )
+                for part in parts:
+                    assert part in text, (name, part, text)
+        finally:
+            browser.close()
