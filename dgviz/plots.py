@@ -1127,13 +1127,14 @@ def save_figure(
         fig.write_image(str(path), format=fmt, width=width, height=height, scale=scale)
     except Exception as err:
         msg = str(err)
+        first_line = next((ln.strip() for ln in msg.splitlines() if ln.strip()), repr(err))
         if "chrom" in msg.lower() or "browser" in msg.lower() or type(err).__name__ in (
             "ChromeNotFoundError", "BrowserFailedError",
         ):
             raise RuntimeError(
                 f"Could not export {path.name}: kaleido needs a Chrome or Chromium browser "
                 "(Debian: `apt-get install chromium`; or set BROWSER_PATH to one), with "
-                f"`pip install 'dgviz[export]'`. ({type(err).__name__}: {msg})"
+                f"`pip install 'dgviz[export]'`. (kaleido: {first_line})"
             ) from err
         raise
     return path

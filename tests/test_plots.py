@@ -391,6 +391,9 @@ def test_save_figure_errors(trace, tmp_path, monkeypatch):
         plots.save_figure(fig, tmp_path / "noext")
     html = plots.save_figure(fig, tmp_path / "load.html")  # needs neither kaleido nor Chrome
     assert "plotly" in html.read_text()[:5000].lower()
+    monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chromium")  # kaleido finds no browser
+    with pytest.raises(RuntimeError, match=r"needs a Chrome or Chromium.*apt-get install chromium"):
+        plots.save_figure(fig, tmp_path / "x.png")
     monkeypatch.setitem(sys.modules, "kaleido", None)
     with pytest.raises(ImportError, match=r"dgviz\[export\].*Chromium"):
         plots.save_figure(fig, tmp_path / "x.png")
