@@ -7,6 +7,7 @@ import { locate, stepBy, jumpCanvas, advance, clamp, fractionToStep } from "./ti
 import { explainStep, expertLoad } from "./explain.js";
 
 const SPEEDS = [1, 2, 4, 8, 16];
+const OWN_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "PageUp", "PageDown", "Home", "End", " ", "Enter", "Escape"]);
 
 /** Create an element. Attributes go through setAttribute; children are nodes or plain text. */
 function h(tag, attrs = {}, ...children) {
@@ -178,9 +179,18 @@ export class TimelineView {
       this.facts, this.errorEl, controls, this.strip, options, this.legend,
       h("div", { class: "dgv-main" }, h("div", { class: "dgv-left" }, this.canvasBox, this.note), this.inspector),
       h("div", { class: "dgv-bottom" }, this.explainer, this.routing));
-    // JupyterLab's document keydown handler swallows arrow keys (and runs notebook shortcuts):
-    // keep every key pressed inside the widget to ourselves.
-    this.root.addEventListener("keydown", (e) => this.onKey(e));
+    // JupyterLab and Notebook 7 handle keydown on the document: Lab prevents the arrow keys'
+    // default (a focused range input stops moving), Notebook 7 even stops them in the capture
+    // phase, so a listener on our own element never sees them. Listen on window in the capture
+    // phase (before both) and keep the keys we use to ourselves when the focus is inside the
+    // widget; other keys (Shift+Enter, ...) go on to Jupyter.
+    const onKeyCapture = (e) => {
+      if (!OWN_KEYS.has(e.key) || !(e.target instanceof Node) || !this.root.contains(e.target)) return;
+      e.stopPropagation();
+      this.onKey(e);
+    };
+    window.addEventListener("keydown", onKeyCapture, true);
+    this.disposers.push(() => window.removeEventListener("keydown", onKeyCapture, true));
     this.el.append(this.root);
   }
 
@@ -227,7 +237,6 @@ export class TimelineView {
 
   // ------------------------------------------------------------------ interaction
   onKey(e) {
-    e.stopPropagation();
     const t = e.target;
     if (t && (t.tagName === "SELECT" || (t.tagName === "INPUT" && e.key !== " ") || t.tagName === "BUTTON" && (e.key === " " || e.key === "Enter"))) {
       if (!(t.tagName === "INPUT" && e.key.startsWith("Arrow") && e.shiftKey)) return; // native behaviour
