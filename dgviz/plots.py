@@ -36,6 +36,7 @@ from .trace import FINAL, KEPT, NEW, RENOISED, STATE_NAMES, Trace, visible
 
 __all__ = [
     "MAX_CELLS",
+    "MAX_MARKERS",
     "accepted_per_step",
     "all_figures",
     "canvas_gif",
@@ -107,7 +108,7 @@ def _where(trace: Trace, row: int, canvas: int | None) -> str:
     if trace.batch_size > 1:
         parts.append(f"row {row}")
     if canvas is not None:
-        parts.append(f"canvas {canvas} of {trace.num_canvases}")
+        parts.append(f"canvas {canvas} (canvases 0–{trace.num_canvases - 1})")
     elif trace.num_canvases > 1:
         parts.append(f"{trace.num_canvases} canvases")
     return " · ".join(parts)

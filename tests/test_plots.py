@@ -92,7 +92,7 @@ def test_confidence_heatmap_one_canvas_and_scale(trace):
     np.testing.assert_allclose(np.asarray(hm.z), trace.confidence[0, steps].T, rtol=1e-6)
     assert (hm.zmin, hm.zmax) == (0.0, 1.0)
     assert _vlines(fig) == []  # no boundary inside one canvas
-    assert "canvas 1 of 3" in fig.layout.title.text
+    assert "canvas 1 (canvases 0–2)" in fig.layout.title.text
     with pytest.raises(IndexError, match="canvas 3 out of range"):
         plots.confidence_heatmap(trace, canvas=3)
     with pytest.raises(IndexError, match="row 1 out of range"):
