@@ -627,7 +627,7 @@ export class TimelineView {
       this.exText = h("div", { class: "dgv-kv" });
       this.exStop = h("div", { class: "dgv-kv" });
       this.explainer.replaceChildren(h("div", { class: "dgv-sub" }, "Sampler at this step"), this.exText, this.exCanvas,
-        h("div", { class: "dgv-legend-small" }, "bars: entropy of each position, lowest first (coloured = accepted) \u00b7 line: \u03a3 entropy \u2212 max \u00b7 dashed: bound"), this.exStop);
+        h("div", { class: "dgv-legend-small" }, "bars: entropy of each position, lowest first; orange band: accepted \u00b7 line: \u03a3 entropy \u2212 max \u00b7 dashed: bound"), this.exStop);
     }
     this.exOrder = ex.order;
     const temp = run.a.temperature[step];
@@ -640,20 +640,23 @@ export class TimelineView {
     let max = 1e-9;
     for (let j = 0; j < L; j++) max = Math.max(max, ex.sorted[j]);
     const bw = w / L;
-    const yE = (v) => hgt - 2 - (v / max) * (hgt - 16);
+    const base = hgt - 7; // a 5 px band under the bars marks accepted positions (near-zero bars vanish)
+    const yE = (v) => base - (v / max) * (base - 14);
     for (const accepted of [0, 1]) { // one path per colour: setting fillStyle per bar is slow
       ctx.fillStyle = accepted ? run.palette.states[NEW] : "#C8C8C8";
       ctx.beginPath();
       for (let j = 0; j < L; j++) {
         if (ex.acceptedSorted[j] !== accepted) continue;
         const y = yE(ex.sorted[j]);
-        ctx.rect(j * bw + (bw > 3 ? 0.5 : 0), y, Math.max(1, bw - (bw > 3 ? 1 : 0)), hgt - 2 - y);
+        const x = j * bw + (bw > 3 ? 0.5 : 0), bwi = Math.max(1, bw - (bw > 3 ? 1 : 0));
+        ctx.rect(x, y, bwi, base - y);
+        ctx.rect(x, hgt - 5, bwi, 5);
       }
       ctx.fill();
     }
     // criterion (sum - max) on its own scale, clipped to 3x bound so the bound stays visible
     const cMax = Number.isFinite(bound) && bound > 0 ? Math.max(bound * 3, 1e-9) : Math.max(ex.criterion[L - 1], 1e-9);
-    const yC = (v) => hgt - 2 - (Math.min(v, cMax) / cMax) * (hgt - 16);
+    const yC = (v) => base - (Math.min(v, cMax) / cMax) * (base - 14);
     ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5; ctx.beginPath();
     for (let j = 0; j < L; j++) { const x = (j + 0.5) * bw; if (j) ctx.lineTo(x, yC(ex.criterion[j])); else ctx.moveTo(x, yC(ex.criterion[j])); }
     ctx.stroke();
