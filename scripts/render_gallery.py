@@ -78,9 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="sudoku", help="demo task to prompt with")
     parser.add_argument("--canvases", type=int, default=2, help="canvases to generate (demo)")
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
+    parser.add_argument("--save-trace", type=Path, default=None, help="also save the trace")
     args = parser.parse_args(argv)
     trace, label = record_trace(args.model, args.checkpoint, args.task, args.canvases)
     print(f"recorded {trace!r} with the {label}")
+    if args.save_trace:
+        trace.save(args.save_trace)
     args.out.mkdir(parents=True, exist_ok=True)
     figs, paths, widths, heights = [], [], [], []
     for stem, build, width, height in FIGURES:
