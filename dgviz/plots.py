@@ -1170,6 +1170,30 @@ def _fit(draw: Any, text: str, font: Any, width: float) -> str:
     return text + "…"
 
 
+def _hex(color: str) -> tuple[int, int, int]:
+    return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def _gif_palette() -> Any:
+    """One fixed palette for every frame: the state colours, text colours and the anti-aliasing
+    shades between them. Shared palettes let the GIF store only what changed between frames."""
+    from PIL import Image
+
+    pairs = [("#FFFFFF", _INK), ("#FFFFFF", "#555555")]
+    pairs += list(zip(palette.STATE_COLORS, palette.STATE_TEXT_COLORS, strict=True))
+    colors: list[tuple[int, int, int]] = []
+    for bg, fg in pairs:
+        a, b = _hex(bg), _hex(fg)
+        for t in np.linspace(0, 1, 8):
+            c = tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))
+            if c not in colors:
+                colors.append(c)  # type: ignore[arg-type]
+    flat = [v for c in colors for v in c]
+    img = Image.new("P", (1, 1))
+    img.putpalette(flat + flat[:3] * (256 - len(colors)))
+    return img
+
+
 def canvas_gif(
     trace: Trace,
     path: str | Path,
@@ -1220,6 +1244,7 @@ def canvas_gif(
     height = grid_end + 2 * gap + legend_h + pad
     states = trace.states[row]
     label = title or ""
+    pal = _gif_palette()
     frames = []
     for i, s in enumerate(steps):
         img = Image.new("RGB", (width, height), "#FFFFFF")
@@ -1261,7 +1286,7 @@ def canvas_gif(
             draw.rectangle((lx, ly, lx + 14, ly + 14), fill=palette.STATE_COLORS[k])
             draw.text((lx + 20, ly - 1), name, fill=_INK, font=small)
             lx += 28 + int(draw.textlength(name, font=small)) + 12
-        frames.append(img.convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+        frames.append(img.quantize(palette=pal, dither=Image.Dither.NONE))
     durations = [ms_per_step] * len(frames)
     durations[-1] = max(ms_per_step, hold_last_ms)
     path = Path(path)
