@@ -52,7 +52,8 @@ def synthetic_trace(canvases=4, length=256, steps=48, topk=5, layers=8, k=2, exp
     sampled = np.where(accepted, draft, rng.integers(0, vocab, size=(s, length)))
     canvas_in = np.roll(np.where(accepted, sampled, rng.integers(0, vocab, size=(s, length))), 1, 0)
     conf = np.clip(0.1 + 0.9 * locked + rng.normal(0, 0.05, (s, length)), 0, 1)
-    probs = np.sort(rng.dirichlet(np.ones(topk), size=(s, length)), axis=-1)[..., ::-1] * conf[..., None]
+    probs = np.sort(rng.dirichlet(np.ones(topk), size=(s, length)), axis=-1)[..., ::-1]
+    probs = probs * conf[..., None]
     topk_ids = rng.integers(0, 50_000, size=(s, length, topk))
     topk_ids[..., 0] = draft
     ids = rng.integers(0, experts, size=(s, layers, length, k))
@@ -91,8 +92,9 @@ async ({repeat}) => {
     const values = mod.unpackBase64Tree(read("dgviz-data"));
     results.decode.push(performance.now() - t);
     const listeners = new Map();
-    const model = { get: (n) => values[n], set: (n, v) => { values[n] = v; }, on: (n, f) => listeners.set(n, f),
-                    off: () => {}, save_changes: () => {}, send: () => {} };
+    const model = { get: (n) => values[n], set: (n, v) => { values[n] = v; },
+                    on: (n, f) => listeners.set(n, f), off: () => {}, save_changes: () => {},
+                    send: () => {} };
     const el = document.createElement("div");
     document.body.append(el);
     await frame();
@@ -149,15 +151,18 @@ def main() -> None:
     w = Timeline(trace, max_bytes=64_000_000)
     build = time.perf_counter() - t
     json_text = len(str(w._run["token_text"]))
-    print(f"python: Timeline(trace) {build * 1000:.0f} ms; binary traits {w.payload_bytes / 1e6:.2f} MB "
-          f"({w._run['transport']['mode']}), token-text JSON ~{json_text / 1e6:.2f} MB")
+    print(f"python: Timeline(trace) {build * 1000:.0f} ms; binary traits "
+          f"{w.payload_bytes / 1e6:.2f} MB ({w._run['transport']['mode']}), "
+          f"token-text JSON ~{json_text / 1e6:.2f} MB")
     w_default = Timeline(trace)
-    print(f"python: default cap {w_default._run['transport']['cap_bytes'] / 1e6:.0f} MB -> mode "
-          f"{w_default._run['transport']['mode']}, {w_default.payload_bytes / 1e6:.2f} MB sent at first")
+    transport = w_default._run["transport"]
+    print(f"python: default cap {transport['cap_bytes'] / 1e6:.0f} MB -> mode "
+          f"{transport['mode']}, {w_default.payload_bytes / 1e6:.2f} MB sent at first")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         path = trace_to_html(trace, Path(tmp) / "bench.html")
-        print(f"html: {path.stat().st_size / 1e6:.2f} MB written in {(time.perf_counter() - t) * 1000:.0f} ms")
+        took = (time.perf_counter() - t) * 1000
+        print(f"html: {path.stat().st_size / 1e6:.2f} MB written in {took:.0f} ms")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
@@ -166,20 +171,22 @@ def main() -> None:
             nav = []
             for _ in range(args.repeat):
                 page.goto(path.as_uri())
-                page.wait_for_function("document.querySelector('.dgv-root[data-step]')", polling="raf")
+                page.wait_for_function("document.querySelector('.dgv-root[data-step]')",
+                                       polling="raf")
                 nav.append(page.evaluate("performance.now()"))
             res = page.evaluate(MEASURE, {"repeat": args.repeat})
             browser.close()
     if errors:
         raise SystemExit(f"page errors: {errors}")
     print(f"chromium {args.chromium}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    print(f"first paint, widget path (render -> 2nd frame): median {statistics.median(res['paint']):.0f} ms "
+    med = statistics.median
+    print(f"first paint, widget path (render -> 2nd frame): median {med(res['paint']):.0f} ms "
           f"(runs: {', '.join(f'{v:.0f}' for v in res['paint'])})  [goal <= 300 ms]")
-    print(f"  + base64 decode of the offline payload: median {statistics.median(res['decode']):.0f} ms")
-    print(f"first paint, offline file (navigation -> canvas painted): median {statistics.median(nav):.0f} ms "
+    print(f"  + base64 decode of the offline payload: median {med(res['decode']):.0f} ms")
+    print(f"first paint, offline file (navigation -> canvas painted): median {med(nav):.0f} ms "
           f"(runs: {', '.join(f'{v:.0f}' for v in nav)})")
     for label, times in res["scrub"].items():
-        print(f"scrub, {label}: median {statistics.median(times):.2f} ms, p95 {pct(times, 95):.2f} ms, "
+        print(f"scrub, {label}: median {med(times):.2f} ms, p95 {pct(times, 95):.2f} ms, "
               f"max {max(times):.2f} ms per step over {len(times)} steps  [goal <= 16 ms]")
 
 

@@ -36,7 +36,8 @@ def encode(array: Any, dtype: str) -> dict[str, Any]:
         if lo < info.min or hi > info.max:
             raise ValueError(f"values {lo}..{hi} do not fit {dtype} ({info.min}..{info.max}).")
     out = np.ascontiguousarray(src, dtype=target)
-    return {"dtype": dtype, "shape": [int(n) for n in out.shape], "data": memoryview(out.reshape(-1).view(np.uint8))}
+    data = memoryview(out.reshape(-1).view(np.uint8))
+    return {"dtype": dtype, "shape": [int(n) for n in out.shape], "data": data}
 
 
 def decode(obj: dict[str, Any]) -> np.ndarray:

@@ -40,9 +40,14 @@ try {
   const listeners = new Map();
   const model = {
     get: (name) => values[name],
-    set: (name, value) => { values[name] = value; for (const fn of listeners.get(`change:${name}`) || []) fn(); },
+    set: (name, value) => {
+      values[name] = value;
+      for (const fn of listeners.get(`change:${name}`) || []) fn();
+    },
     on: (name, fn) => { listeners.set(name, [...(listeners.get(name) || []), fn]); },
-    off: (name, fn) => { listeners.set(name, (listeners.get(name) || []).filter((g) => g !== fn)); },
+    off: (name, fn) => {
+      listeners.set(name, (listeners.get(name) || []).filter((g) => g !== fn));
+    },
     save_changes: () => {},
     send: () => {},
   };
@@ -91,13 +96,14 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
     total = sum(chunk_bytes(trace, c, routing) for c in range(trace.num_canvases))
     if total > max_bytes and routing and trace.has_routing:
         warnings.warn(f"The trace's canvas data ({total / 1e6:.1f} MB) exceeds max_bytes "
-                      f"({max_bytes / 1e6:.1f} MB): the HTML file leaves routing out.", stacklevel=2)
+                      f"({max_bytes / 1e6:.1f} MB): the HTML file leaves routing out.",
+                      stacklevel=2)
         routing = False
         total = sum(chunk_bytes(trace, c, False) for c in range(trace.num_canvases))
     if total > max_bytes:
         raise ValueError(f"The trace's canvas data ({total / 1e6:.1f} MB) exceeds max_bytes "
                          f"({max_bytes / 1e6:.1f} MB) even without routing; raise max_bytes.")
-    esm = (STATIC / "widget.js").read_bytes()
+    esm_b64 = base64.b64encode((STATIC / "widget.js").read_bytes()).decode("ascii")
     css = (STATIC / "widget.css").read_text(encoding="utf-8")
     assert "</" not in css, "widget.css must not contain '</' (it is inlined in a <style> block)"
     state = payload(trace, row=row, step=step, routing=routing)
@@ -117,7 +123,7 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
 <body>
 <div id="dgviz-app"></div>
 <script type="application/json" id="dgviz-data">{_script_json(state)}</script>
-<script type="application/json" id="dgviz-esm">{_script_json(base64.b64encode(esm).decode("ascii"))}</script>
+<script type="application/json" id="dgviz-esm">{_script_json(esm_b64)}</script>
 <script type="module">{_SHIM}</script>
 </body>
 </html>

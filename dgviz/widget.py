@@ -26,7 +26,7 @@ import numpy as np
 import traitlets
 
 from . import _codec, palette
-from .trace import FINAL, KEPT, NEW, RENOISED, Trace
+from .trace import KEPT, NEW, RENOISED, Trace
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_BYTES = 16_000_000  # per widget, in the browser; Colab drops much larger comms
@@ -60,7 +60,8 @@ def chunk_bytes(trace: Trace, canvas: int, routing: bool = True) -> int:
     per_step = 0
     for name, policy in _CHUNK_FIELDS:
         tail = trace.topk_ids.shape[3] if name.startswith("topk") else 1
-        per_step += trace.canvas_length * tail * np.dtype(ids if policy == "id" else policy).itemsize
+        itemsize = np.dtype(ids if policy == "id" else policy).itemsize
+        per_step += trace.canvas_length * tail * itemsize
     if routing and trace.has_routing:
         _, _, layers, length, k = trace.expert_ids.shape
         per_step += layers * length * k * np.dtype(_expert_dtype(trace)).itemsize
@@ -241,7 +242,8 @@ class Timeline(anywidget.AnyWidget):
         self.on_msg(self._on_msg)
         if trace is not None:
             if not 0 <= self._row < trace.batch_size:
-                raise IndexError(f"row {row} out of range: this trace has {trace.batch_size} row(s).")
+                raise IndexError(
+                    f"row {row} out of range: this trace has {trace.batch_size} row(s).")
             self._show(trace)
 
     def __repr__(self) -> str:  # never serialize big traits for a repr
@@ -286,7 +288,8 @@ class Timeline(anywidget.AnyWidget):
                 wanted = done
             else:
                 start = int(trace.step_canvas[step]) if trace.num_steps else 0
-                wanted = [c for c in self._loaded if c in done] or ([start] if start in done else [])
+                wanted = [c for c in self._loaded if c in done]
+                wanted = wanted or ([start] if start in done else [])
             # a live run re-sends only the canvas in progress: finished canvases do not change
             old = self._chunks if reuse else {}
             chunks = {str(c): old.get(str(c)) or self._chunk(c) for c in wanted}
@@ -303,7 +306,7 @@ class Timeline(anywidget.AnyWidget):
                               states=self._states, version=self._version)
 
     def _load(self, canvas: int) -> None:
-        """Send one more canvas (front-end request), dropping the least recently used over the cap."""
+        """Send one more canvas (front-end request); drop the least recently used over the cap."""
         with self._lock:
             trace = self._trace
             if trace is None or not 0 <= canvas < trace.num_canvases or canvas == self._in_progress:
@@ -382,7 +385,8 @@ class Timeline(anywidget.AnyWidget):
             except _Stopped as err:
                 partial = getattr(err, "partial_trace", None) or _partial_trace(
                     events, prompt_ids, token_text, record_kwargs)
-                self._finish(partial, f"stopped: after {partial.num_steps} steps (incomplete trace)")
+                self._finish(partial,
+                             f"stopped: after {partial.num_steps} steps (incomplete trace)")
             except BaseException as err:  # shown in the widget; the kernel never sees it
                 self.exception = err
                 partial = getattr(err, "partial_trace", None)

@@ -79,8 +79,8 @@ def _free_port() -> int:
 def _notebook(cells: list[str]) -> dict:
     return {"cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
                        "outputs": [], "source": src} for i, src in enumerate(cells)],
-            "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                        "name": "python3"}},
+            "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)",
+                                        "language": "python", "name": "python3"}},
             "nbformat": 4, "nbformat_minor": 5}
 
 
@@ -121,7 +121,8 @@ def lab(tmp_path_factory, tiny_trace):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("JupyterLab did not start:\n" + (tmp / "lab.log").read_text()[-3000:])
+                tail = (tmp / "lab.log").read_text()[-3000:]
+                raise RuntimeError(f"JupyterLab did not start:\n{tail}")
             time.sleep(0.3)
         yield {"base": base, "root": root}
     finally:
@@ -142,7 +143,8 @@ def _wait_kernel_idle(base: str, notebook: str, timeout: float = 90) -> None:
             with urllib.request.urlopen(f"{base}/api/sessions?token={TOKEN}", timeout=5) as r:
                 sessions = json.loads(r.read())
             for s in sessions:
-                if s.get("path") == notebook and (s.get("kernel") or {}).get("execution_state") == "idle":
+                state = (s.get("kernel") or {}).get("execution_state")
+                if s.get("path") == notebook and state == "idle":
                     return
         except OSError:
             pass
@@ -170,7 +172,8 @@ def test_jupyterlab_replays_scrubs_inspects_and_runs_live(lab, page, tiny_trace)
         "trace = dgviz.load_trace('tiny.dgtrace')\nw = Timeline(trace, step=0)\nw",
         "print(f'SELECTION {w.selection}')",
         "from dgviz.testing import tiny_model\nfrom dgviz.widget import show\n"
-        "live = show(*tiny_model(), 'the cat sat', seed=1, max_new_tokens=32, max_denoising_steps=6)",
+        "live = show(*tiny_model(), 'the cat sat', seed=1, max_new_tokens=32,\n"
+        "            max_denoising_steps=6)",
         "small = Timeline(trace, max_bytes=8000)\nsmall",
     ]
     (lab["root"] / "t1.ipynb").write_text(json.dumps(_notebook(cells)))
@@ -347,4 +350,6 @@ def test_hostile_token_text_renders_as_text(page, tiny_trace, tmp_path):
     assert page.evaluate("window.__pwned") is None
     assert page.locator("img").count() == 0
     assert page.locator("script").count() == 3
-    assert dialogs == [] and outside == [] and page.errors == []
+    assert dialogs == []
+    assert outside == []
+    assert page.errors == []

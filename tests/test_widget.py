@@ -105,7 +105,8 @@ def test_widget_state_is_binary_not_json_numbers(tiny_trace):
     assert len(buffers) == 11 + 3 * 12
     assert sum(memoryview(b).nbytes for b in buffers) == w.payload_bytes
     assert len(text) < 12_000
-    assert not re.search(r"\[\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?){15,}", text), "a numeric JSON list"
+    number_list = r"\[\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?){15,}"
+    assert not re.search(number_list, text), "a numeric JSON list"
 
 
 def test_payload_sizes_match_the_estimate_and_the_cap(tiny_trace):
@@ -150,11 +151,12 @@ def test_timeline_rows_and_validation(tiny):
     assert w._run["info"]["prompt_text"] == trace.prompt_text[1]
     with pytest.raises(IndexError, match="out of range"):
         Timeline(trace, row=2)
-    with pytest.raises(TypeError, match="needs a dgviz.Trace"):
+    with pytest.raises(TypeError, match=r"needs a dgviz\.Trace"):
         Timeline({"not": "a trace"})
     with pytest.raises(ValueError, match="max_bytes"):
         Timeline(trace, max_bytes=0)
-    assert "Timeline" in repr(w) and len(repr(w)) < 200
+    assert "Timeline" in repr(w)
+    assert len(repr(w)) < 200
 
 
 def test_trace_displays_as_the_widget(tiny_trace):
@@ -167,9 +169,12 @@ def test_the_bundle_is_committed_and_is_an_esm_module():
     from dgviz.widget import STATIC
 
     js = (STATIC / "widget.js").read_text()
-    assert "export" in js and "render" in js
+    assert "export" in js
+    assert "render" in js
     assert not re.search(r"""(import|from)\s*\(?\s*["']https?:""", js), "no CDN imports"
-    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "outerHTML" not in js
+    assert "innerHTML" not in js
+    assert "insertAdjacentHTML" not in js
+    assert "outerHTML" not in js
     assert (STATIC / "widget.css").stat().st_size > 500
 
 
@@ -184,7 +189,9 @@ def test_show_fills_the_widget_live_and_returns_the_recorded_trace(tiny):
     assert not w.running
     assert w.status.startswith("done: "), (w.status, w.error)
     assert w.error == ""
-    assert trace is w.trace and isinstance(trace, Trace) and trace.complete
+    assert trace is w.trace
+    assert isinstance(trace, Trace)
+    assert trace.complete
     expected = dgviz.record(model, tok, "the cat sat", **kwargs)
     for name in ("canvas_in", "sampled", "draft", "accepted", "confidence", "topk_ids",
                  "expert_ids", "output_ids", "step_canvas"):
@@ -218,7 +225,8 @@ def test_live_updates_arrive_while_the_model_generates(tiny):
     # the canvas in progress travels in _live and has no FINAL position yet
     assert first["canvas"] == 0
     states = _codec.decode(first["state"])
-    assert states.shape == (1, 16) and states.max() <= NEW
+    assert states.shape == (1, 16)
+    assert states.max() <= NEW
 
 
 def test_live_errors_show_in_the_widget(tiny):
@@ -243,7 +251,8 @@ def test_live_run_can_be_stopped(tiny):
           max_denoising_steps=8)
     w.wait(timeout=60)
     assert w.status.startswith("stopped"), w.status
-    assert w.trace is not None and not w.trace.complete
+    assert w.trace is not None
+    assert not w.trace.complete
     assert 2 <= w.trace.num_steps < 24
     assert w._run["shape"]["steps"] == w.trace.num_steps
 
@@ -257,7 +266,8 @@ def test_html_is_one_self_contained_file(tiny_trace, tmp_path):
     path = tiny_trace.to_html(tmp_path / "run.html")
     assert path == tmp_path / "run.html"
     text = path.read_text(encoding="utf-8")
-    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    assert "Content-Security-Policy" in text
+    assert "default-src 'none'" in text
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "no external resources"
     blocks = _script_blocks(text)
     assert [attrs.strip() for attrs, _ in blocks] == [
@@ -281,8 +291,11 @@ def test_html_escapes_hostile_token_text(tiny_trace, tmp_path):
     shown = int(tiny_trace.final_tokens[0, 0, 0])
     trace.token_text[shown] = XSS
     trace.token_text[int(tiny_trace.final_tokens[0, 0, 1])] = BREAKOUT
-    text = trace_to_html(trace, tmp_path / "x.html", title="</title><script>alert(1)</script>").read_text()
-    assert XSS not in text and BREAKOUT not in text and "<img" not in text
+    title = "</title><script>alert(1)</script>"
+    text = trace_to_html(trace, tmp_path / "x.html", title=title).read_text()
+    assert XSS not in text
+    assert BREAKOUT not in text
+    assert "<img" not in text
     assert text.count("</script>") == 3  # only our own three blocks close
     assert "&lt;/title&gt;" in text
     state = json.loads(_script_blocks(text)[0][1])
@@ -295,5 +308,26 @@ def test_html_drops_routing_over_the_cap(tiny_trace, tmp_path):
         path = trace_to_html(tiny_trace, tmp_path / "a.html", max_bytes=no_routing + 10)
     state = json.loads(_script_blocks(path.read_text())[0][1])
     assert "expert_ids" not in state["_chunks"]["0"]
-    with pytest.raises(ValueError, match="exceeds max_bytes"), pytest.warns(UserWarning):
+    with (pytest.raises(ValueError, match="exceeds max_bytes"),
+          pytest.warns(UserWarning, match="leaves routing out")):
         trace_to_html(tiny_trace, tmp_path / "b.html", max_bytes=1000)
+
+
+# ---------------------------------------------------------------------------- packaging
+@pytest.mark.slow
+def test_wheel_ships_the_bundle(tmp_path):
+    """`pip install` (not only editable) must get the committed front end (lonboard#100)."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from dgviz.widget import STATIC
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                    str(root)], check=True, timeout=600)
+    wheel = next(tmp_path.glob("dgviz-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        for name in ("widget.js", "widget.css"):
+            assert z.read(f"dgviz/static/{name}") == (STATIC / name).read_bytes()
