@@ -36,7 +36,7 @@ try {
   const bytes = Uint8Array.from(atob(read("dgviz-esm")), (c) => c.charCodeAt(0));
   const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
   const mod = await import(url);
-  const values = mod.unpackBase64Tree(read("dgviz-data"));
+  const values = read("dgviz-data"); // arrays stay base64 until the widget first uses them
   const listeners = new Map();
   const model = {
     get: (name) => values[name],

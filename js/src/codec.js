@@ -1,6 +1,7 @@
 // Binary array codec: the one wire format between Python (dgviz/_codec.py) and JS.
 // An encoded array is {dtype, shape, data}; `data` is a DataView (Jupyter widget buffers), an
-// ArrayBuffer or a Uint8Array (the offline HTML page decodes base64 into one). Little-endian.
+// ArrayBuffer or a Uint8Array. The offline HTML page stores {dtype, shape, b64} instead (base64 of
+// the same little-endian bytes), decoded only when the array is first used.
 
 /** @typedef {Int8Array|Uint8Array|Int16Array|Uint16Array|Int32Array|Uint32Array|Float32Array|Float64Array} Typed */
 /** @typedef {{dtype: string, shape: number[], data: Typed}} NDArray */
@@ -33,7 +34,7 @@ function asBytes(data) {
 /** Is this value an encoded array? */
 export function isEncoded(value) {
   return value !== null && typeof value === "object" && typeof value.dtype === "string" &&
-    Array.isArray(value.shape) && value.data !== undefined;
+    Array.isArray(value.shape) && (value.data !== undefined || typeof value.b64 === "string");
 }
 
 /**
@@ -44,7 +45,7 @@ export function isEncoded(value) {
 export function decodeArray(enc) {
   const { dtype, shape } = enc;
   const size = shape.reduce((a, b) => a * b, 1);
-  const bytes = asBytes(enc.data);
+  const bytes = typeof enc.b64 === "string" ? base64ToBytes(enc.b64) : asBytes(enc.data);
   if (dtype === "float16") {
     if (bytes.byteLength !== size * 2) throw new Error(`dgviz: float16 array of shape [${shape}] has ${bytes.byteLength} bytes`);
     const u16 = typedView(Uint16Array, bytes, size);

@@ -76,6 +76,7 @@ export class TimelineView {
 
   destroy() {
     cancelAnimationFrame(this.raf);
+    clearTimeout(this.idleTimer);
     for (const d of this.disposers) d();
     this.root.remove();
   }
@@ -105,15 +106,34 @@ export class TimelineView {
       keep.add(c);
       const have = this.chunks.get(c);
       if (have && have.version === raw.version) continue;
-      this.chunks.set(c, readChunk(raw, this.run.length));
+      // decoded when first shown (first paint decodes one canvas, not all of them)
+      this.chunks.set(c, { version: raw.version, raw, decoded: null });
       this.requested.delete(c);
       if (c === this.shownCanvas) this.shownCanvas = -1; // force a rebuild of the token spans
     }
     for (const c of [...this.chunks.keys()]) if (!keep.has(c)) this.chunks.delete(c);
   }
 
+  /**
+   * Decode the other canvases one at a time in idle moments after a paint, so the first paint
+   * decodes only the canvas it shows and scrubbing into another canvas does not stall on it.
+   */
+  decodeWhenIdle() {
+    clearTimeout(this.idleTimer);
+    const next = [...this.chunks.entries()].find(([, e]) => !e.decoded);
+    if (!next || !this.run) return;
+    this.idleTimer = setTimeout(() => {
+      const entry = this.chunks.get(next[0]);
+      if (entry && !entry.decoded) entry.decoded = readChunk(entry.raw, this.run.length);
+      this.decodeWhenIdle();
+    }, 30);
+  }
+
+  /** The decoded chunk of a canvas, or undefined (then it is asked for, once). */
   chunkFor(canvas) {
-    const chunk = this.chunks.get(canvas);
+    const entry = this.chunks.get(canvas);
+    if (entry && !entry.decoded) entry.decoded = readChunk(entry.raw, this.run.length);
+    const chunk = entry && entry.decoded;
     if (!chunk && !this.requested.has(canvas)) {
       this.requested.add(canvas);
       this.model.send({ kind: "load", canvas });
@@ -343,6 +363,7 @@ export class TimelineView {
     this.root.dataset.step = String(this.ui.step);
     this.root.dataset.canvas = String(loc.canvas);
     this.root.dataset.localStep = String(loc.local);
+    if (!this.ui.playing) this.decodeWhenIdle();
   }
 
   renderStatus() {
@@ -510,7 +531,7 @@ export class TimelineView {
     if (!this.run || !this.run.steps) return;
     const pos = this.ui.pinned ?? this.ui.hover;
     const loc = this.loc();
-    const chunk = this.chunks.get(loc.canvas);
+    const chunk = this.chunks.has(loc.canvas) ? this.chunkFor(loc.canvas) : undefined;
     if (pos === null || !chunk || chunk.n <= loc.local) {
       this.inspector.dataset.position = "";
       this.inspector.replaceChildren(h("div", { class: "dgv-hint" },

@@ -69,6 +69,12 @@ describe("trees", () => {
     expect(out.c).toEqual({ d: null });
   });
 
+  it("decodes the offline page's base64 leaves directly (lazily, when used)", () => {
+    const out = decodeArray({ dtype: "uint16", shape: [2], b64: "AQACAA==" });
+    expect(Array.from(out.data)).toEqual([1, 2]);
+    expect(decodeTree({ a: { dtype: "int8", shape: [1], b64: "/w==" } }).a.data[0]).toBe(-1);
+  });
+
   it("reads the offline page's base64 form", () => {
     expect(Array.from(base64ToBytes("AQID"))).toEqual([1, 2, 3]);
     const out = decodeTree(unpackBase64Tree({ x: { dtype: "int16", shape: [1], b64: "//8=" }, t: "keep" }));
