@@ -4,7 +4,7 @@ The trace: 4 canvases x 256 positions x 48 steps (192 steps), 8 decoder layers w
 (top-2), an encoder that read a 64-token prompt and 3 canvases, top-5 alternatives. Arrays are
 random, with the documented dtypes and shapes. Run:
 
-    python benchmarks/plots_build.py [--repeat N]
+    python benchmarks/plots_build.py [--repeat N] [--budget SECONDS] [--gif]
 
 Prints each figure's build time (the best of N), the size of its plotly JSON (what a notebook
 stores and a browser receives) and the total; exits 1 if the total build time exceeds
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="builds per figure (best kept)")
     parser.add_argument("--budget", type=float, default=5.0, help="seconds for all figures")
+    parser.add_argument("--gif", action="store_true", help="also time canvas_gif (not budgeted)")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     trace = synthetic_trace()
@@ -112,6 +113,15 @@ def main(argv: list[str] | None = None) -> None:
         size = len(fig.to_json()) / 1e6
         print(f"{name:32s} {best * 1000:7.1f} ms {size:7.2f} MB")
     print(f"{'total':32s} {total * 1000:7.1f} ms   (budget {args.budget:g} s)")
+    if args.gif:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            gif = plots.canvas_gif(trace, Path(tmp) / "run.gif")
+            print(f"canvas_gif ({trace.num_steps} frames): {time.perf_counter() - t:.1f} s, "
+                  f"{gif.stat().st_size / 1e6:.1f} MB (random tokens: every cell changes)")
     if total > args.budget:
         print("over budget", file=sys.stderr)
         sys.exit(1)

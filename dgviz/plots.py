@@ -1174,24 +1174,49 @@ def _hex(color: str) -> tuple[int, int, int]:
     return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-def _gif_palette() -> Any:
+def _gif_palette() -> np.ndarray:
     """One fixed palette for every frame: the state colours, text colours and the anti-aliasing
-    shades between them. Shared palettes let the GIF store only what changed between frames."""
-    from PIL import Image
-
+    shades between them (uint8 ``[K, 3]``). A shared palette lets the GIF store only what
+    changed between frames."""
     pairs = [("#FFFFFF", _INK), ("#FFFFFF", "#555555")]
     pairs += list(zip(palette.STATE_COLORS, palette.STATE_TEXT_COLORS, strict=True))
-    colors: list[tuple[int, int, int]] = []
+    colors: list[tuple[int, ...]] = []
     for bg, fg in pairs:
         a, b = _hex(bg), _hex(fg)
         for t in np.linspace(0, 1, 8):
-            c = tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))
+            c = tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
             if c not in colors:
-                colors.append(c)  # type: ignore[arg-type]
-    flat = [v for c in colors for v in c]
-    img = Image.new("P", (1, 1))
-    img.putpalette(flat + flat[:3] * (256 - len(colors)))
-    return img
+                colors.append(c)
+    return np.array(colors, dtype=np.uint8)
+
+
+class _Paletter:
+    """RGB image -> "P" image on a fixed palette, each colour to its nearest entry; exact colours
+    stay exact, which Pillow's own quantizer does not promise. Colours seen once are cached in
+    a 2^24 lookup table, so each frame costs one table lookup per pixel."""
+
+    def __init__(self, pal: np.ndarray):
+        self.pal = pal.astype(np.int32)
+        self.lut = np.full(1 << 24, 255, dtype=np.uint8)
+        self.flat = pal.ravel().tolist()
+
+    def __call__(self, img: Any) -> Any:
+        from PIL import Image
+
+        rgb = np.asarray(img, dtype=np.uint8)
+        r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+        packed = (r << 16) | (g << 8) | b
+        index = self.lut[packed]
+        unknown = index == 255
+        if unknown.any():
+            new = np.unique(packed[unknown])
+            cols = np.stack([(new >> 16) & 255, (new >> 8) & 255, new & 255], axis=-1)
+            dist = ((cols[:, None, :] - self.pal[None]) ** 2).sum(-1)
+            self.lut[new] = dist.argmin(axis=1).astype(np.uint8)
+            index = self.lut[packed]
+        out = Image.frombytes("P", (packed.shape[1], packed.shape[0]), index.tobytes())
+        out.putpalette(self.flat)
+        return out
 
 
 def canvas_gif(
@@ -1244,7 +1269,7 @@ def canvas_gif(
     height = grid_end + 2 * gap + legend_h + pad
     states = trace.states[row]
     label = title or ""
-    pal = _gif_palette()
+    to_p = _Paletter(_gif_palette())
     frames = []
     for i, s in enumerate(steps):
         img = Image.new("RGB", (width, height), "#FFFFFF")
@@ -1286,7 +1311,7 @@ def canvas_gif(
             draw.rectangle((lx, ly, lx + 14, ly + 14), fill=palette.STATE_COLORS[k])
             draw.text((lx + 20, ly - 1), name, fill=_INK, font=small)
             lx += 28 + int(draw.textlength(name, font=small)) + 12
-        frames.append(img.quantize(palette=pal, dither=Image.Dither.NONE))
+        frames.append(to_p(img))
     durations = [ms_per_step] * len(frames)
     durations[-1] = max(ms_per_step, hold_last_ms)
     path = Path(path)
