@@ -296,8 +296,8 @@ class Comparison:
             color = label_color(self.labels.index(run.label))
             fig.add_trace(go.Scatter(
                 x=xs, y=ys, mode="lines", name=run.label, legendgroup=run.label,
-                showlegend=run.label not in shown, line=dict(color=color, width=2, shape="hv"),
-                opacity=0.85,
+                showlegend=run.label not in shown, line=dict(color=color, width=1.5, shape="hv"),
+                opacity=0.7,
                 hovertemplate=f"{html.escape(run.label)} · seed {run.seed}<br>"
                 + ("%{x:.0f} forward passes" if x == "forward_passes" else "%{x:.0%} of the run")
                 + "<br>%{y:.0%} final<extra></extra>",
@@ -346,8 +346,9 @@ class Comparison:
         return fig
 
     def pareto_figure(self, cost: str = "forward_passes_per_canvas", quality: str = "score"):
-        """Quality against cost: every run (small), every schedule's mean (large, labelled), and
-        the Pareto front of the schedule means (lower cost, higher quality is better).
+        """Quality against cost: every run (small), every schedule's mean (large), and the Pareto
+        front of the schedule means (diamonds, labelled, dashed; lower cost and higher quality
+        is better).
 
         Needs scores (``sweep(..., score=...)`` or `Comparison.rescore`) unless ``quality``
         names another summary column (e.g. ``"agreement"``, ``"mean_final_confidence"``).
@@ -377,10 +378,12 @@ class Comparison:
             ))
             row = table.loc[label]
             fig.add_trace(go.Scatter(
-                x=[row[cost]], y=[row[quality]], mode="markers+text", name=label, legendgroup=label,
+                x=[row[cost]], y=[row[quality]], mode="markers+text" if front[i] else "markers",
+                name=label + (" (Pareto)" if front[i] else ""), legendgroup=label,
                 marker=dict(color=color, size=15, symbol="diamond" if front[i] else "circle",
                             line=dict(color="#222222", width=1.5 if front[i] else 0.5)),
-                text=[label], textposition="top center", textfont=dict(size=11),
+                text=[label] if front[i] else None, textposition="top right",
+                textfont=dict(size=12),
                 hovertemplate=f"<b>{html.escape(label)}</b> (mean of {int(row['runs'])} seeds)<br>"
                 f"{cost} %{{x:.2f}}<br>{quality} %{{y:.3f}}<extra></extra>",
             ))
@@ -394,6 +397,9 @@ class Comparison:
         _layout(fig, f"Quality vs cost: {quality} against {cost.replace('_', ' ')}",
                 cost.replace("_", " "))
         fig.update_yaxes(title_text=quality.replace("_", " "))
+        values = df[quality].dropna()
+        if values.min() >= 0 and values.max() <= 1:  # shares and pass/fail scores
+            fig.update_yaxes(range=[-0.05, 1.08])
         fig.update_xaxes(type="log" if _spread(df[cost]) > 20 else "linear")
         return fig
 
