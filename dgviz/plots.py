@@ -151,6 +151,12 @@ def _step_bins(n: int, per_col: int, max_cells: int | None) -> tuple[int, np.nda
     return factor, np.arange(0, n, factor)
 
 
+def _nth(n: int) -> str:
+    """2 -> '2nd', 3 -> '3rd', 11 -> '11th'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _bin_mean(values: np.ndarray, starts: np.ndarray, axis: int = -1) -> np.ndarray:
     """nan-mean of ``values`` over bins starting at ``starts`` along ``axis``."""
     values = np.moveaxis(np.asarray(values, dtype=np.float64), axis, -1)
@@ -386,7 +392,7 @@ def lock_in_map(
         x = steps[ends]
         z = states[ends]
         texts = texts[ends]
-        note = f"every {factor}th step shown ({length}×{steps.size} cells > {max_cells:,})"
+        note = f"every {_nth(factor)} step shown ({length}×{steps.size} cells > {max_cells:,})"
     else:
         x = steps
         z = states
@@ -832,7 +838,8 @@ def expert_load(
 
 
 def expert_churn(
-    trace: Trace, row: int = 0, canvas: int | None = None, by: str = "step"
+    trace: Trace, row: int = 0, canvas: int | None = None, by: str = "step",
+    max_cells: int | None = None,
 ) -> go.Figure:
     """How often positions change their top-1 expert between consecutive steps.
 
@@ -887,6 +894,14 @@ def expert_churn(
         )
     x = (canvases[:, None] * length + np.arange(length)[None]).ravel()
     final = _texts(trace, trace.final_tokens[row, canvases].ravel())
+    max_cells = MAX_CELLS if max_cells is None else max_cells
+    factor, keep = _step_bins(x.size, n_layers, max_cells)
+    pnote = ""
+    if factor > 1:
+        pnote = (
+            f"every {_nth(factor)} position shown ({x.size}×{n_layers} cells > {max_cells:,})"
+        )
+        x, final, counts = x[keep], final[keep], counts[:, keep]
     fig = go.Figure(
         go.Heatmap(
             z=counts, x=x, y=np.arange(n_layers),
@@ -898,7 +913,7 @@ def expert_churn(
         )
     )
     _base_layout(fig, title=_title("Expert churn per position: top-1 expert changes", trace,
-                                   row, canvas))
+                                   row, canvas, pnote))
     fig.update_xaxes(title_text="output position (canvas × length + position)", showgrid=False)
     fig.update_yaxes(title_text="decoder layer", autorange="reversed", showgrid=False)
     _int_axis(fig, n_layers)
@@ -980,7 +995,7 @@ def expert_map(
     if factor > 1:
         ends = np.minimum(starts + factor, steps.size) - 1
         x, z, texts = steps[ends], z[ends], texts[ends]
-        note = f"every {factor}th step shown ({length}×{steps.size} cells > {max_cells:,})"
+        note = f"every {_nth(factor)} step shown ({length}×{steps.size} cells > {max_cells:,})"
     scale, cnote = _expert_colors(n_exp)
     note = " · ".join(p for p in (f"decoder layer {layer}", note, cnote) if p)
     fig = go.Figure(
@@ -1002,8 +1017,10 @@ def expert_map(
     return fig
 
 
-def encoder_routing(trace: Trace, row: int = 0) -> go.Figure:
-    """Top-1 expert of every token the encoder read (prompt, then finished canvases) per layer."""
+def encoder_routing(trace: Trace, row: int = 0, max_cells: int | None = None) -> go.Figure:
+    """Top-1 expert of every token the encoder read (prompt, then finished canvases) per layer.
+
+    Beyond ``max_cells`` cells, every n-th token is shown (and the subtitle says so)."""
     _need_routing(trace, encoder=True)
     _check_row(trace, row)
     ids = trace.encoder_expert_ids[row].astype(np.int64)  # [T, N, k]
@@ -1021,13 +1038,16 @@ def encoder_routing(trace: Trace, row: int = 0) -> go.Figure:
         trace.encoder_router_entropy[row].astype(np.float32)
         if trace.encoder_router_entropy is not None else np.full((n_tok, n_layers), np.nan)
     )
-    custom = np.stack([top_w, ent], axis=-1).transpose(1, 0, 2)  # [N, T, 2]
+    max_cells = MAX_CELLS if max_cells is None else max_cells
+    factor, keep = _step_bins(n_tok, n_layers, max_cells)
+    snote = f"every {_nth(factor)} token shown ({n_tok}×{n_layers} cells > {max_cells:,})"
+    custom = np.stack([top_w, ent], axis=-1)[keep].transpose(1, 0, 2)  # [N, T', 2]
     scale, cnote = _expert_colors(n_exp)
     show_ids = n_tok <= 60 and n_layers <= 40
     fig = go.Figure(
         go.Heatmap(
-            z=top1.T, x=np.arange(n_tok), y=np.arange(n_layers),
-            text=np.broadcast_to(texts[None], (n_layers, n_tok)), customdata=custom,
+            z=top1[keep].T, x=keep, y=np.arange(n_layers),
+            text=np.broadcast_to(texts[keep][None], (n_layers, keep.size)), customdata=custom,
             colorscale=scale, zmin=-0.5, zmax=n_exp - 0.5, xgap=1 if n_tok <= 80 else 0,
             ygap=1, showscale=n_exp <= 32,
             colorbar=dict(title=dict(text="top-1 expert"), thickness=14,
@@ -1055,7 +1075,10 @@ def encoder_routing(trace: Trace, row: int = 0) -> go.Figure:
         fig.update_xaxes(tickmode="array", tickvals=ticks.tolist(),
                          ticktext=[str(t) for t in texts], tickangle=-60,
                          tickfont=dict(family="DejaVu Sans Mono, monospace", size=10))
-    note = " · ".join(q for q in (f"{n_tok} tokens read, {n_layers} layers", cnote) if q)
+    note = " · ".join(
+        q for q in (f"{n_tok} tokens read, {n_layers} layers", snote if factor > 1 else "", cnote)
+        if q
+    )
     _base_layout(fig, title=_title("Encoder routing: top-1 expert per token read", trace, row,
                                    None, note))
     fig.update_xaxes(title_text="token the encoder read" if show_ids else "encoder token index",

@@ -556,3 +556,15 @@ def test_hover_shows_token_and_values_in_a_browser(trace, tmp_path):
                     assert part in text, (name, part, text)
         finally:
             browser.close()
+
+
+def test_encoder_and_churn_sample_beyond_the_cell_limit(trace):
+    enc = plots.encoder_routing(trace, max_cells=2 * 12)  # 35 tokens x 2 layers -> every 3rd
+    hm = _heatmap(enc)
+    np.testing.assert_array_equal(np.asarray(hm.x), np.arange(0, 35, 3))
+    top1 = _top1(trace.encoder_expert_ids[0], trace.encoder_expert_weights[0])
+    np.testing.assert_array_equal(np.asarray(hm.z), top1[::3].T)
+    assert "every 3rd token shown" in enc.layout.title.text
+    churn = plots.expert_churn(trace, by="position", max_cells=2 * 24)  # 48 positions -> /2
+    assert np.asarray(_heatmap(churn).z).shape == (2, 24)
+    assert "every 2nd position shown" in churn.layout.title.text
