@@ -21,7 +21,7 @@ from typing import Any
 
 from . import _codec
 from .trace import Trace
-from .widget import STATIC, canvas_payload, chunk_bytes, run_payload
+from .widget import STATIC, canvas_payload, chunk_bytes, run_payload, token_payload
 
 DEFAULT_MAX_BYTES = 64_000_000
 
@@ -79,7 +79,7 @@ def payload(trace: Trace, *, row: int = 0, step: int = 0, routing: bool = True) 
     chunks = {str(c): canvas_payload(trace, row, c, routing=routing, version=c + 1)
               for c in range(trace.num_canvases)}
     return {"_run": _codec.to_base64(run), "_chunks": _codec.to_base64(chunks), "_live": {},
-            "status": "", "error": "", "selection": None}
+            "_tokens": token_payload(trace, row), "status": "", "error": "", "selection": None}
 
 
 def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0,

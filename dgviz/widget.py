@@ -126,10 +126,6 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
     model = trace.meta.get("model", {})
     prompt_text = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
     text = trace.text[row] if row < len(trace.text) else ""
-    seen = set(np.unique(np.concatenate([
-        trace.prompt_ids[row].ravel(), trace.canvas_in[row].ravel(), trace.sampled[row].ravel(),
-        trace.draft[row].ravel(), trace.topk_ids[row].ravel()]))).union({-1})
-    token_text = {str(i): t for i, t in trace.token_text.items() if i in seen}
     return {
         "version": 1,
         "shape": {
@@ -152,7 +148,6 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "first_accepted": _codec.encode(first, "int32"),
             "flips": _codec.encode(flips, "int32"),
         },
-        "token_text": token_text,
         "info": _jsonable({
             "settings": settings,
             "model_name": model.get("name_or_path") or model.get("class") or "",
@@ -169,6 +164,26 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
         "transport": transport or {},
         "initial_step": int(initial_step),
     }
+
+
+def token_payload(trace: Trace, row: int, start: int = 0, stop: int | None = None,
+                  *, context: bool = True) -> dict[str, str]:
+    """``{str(id): text}`` for the ids that global steps ``start:stop`` of ``row`` show.
+
+    With ``context``, also the prompt's ids and the final tokens of the canvases finished before
+    ``stop``. Token text is JSON (strings); it is the one non-binary part that grows with a run.
+    """
+    sl = slice(start, stop)
+    parts = [trace.canvas_in[row, sl], trace.sampled[row, sl], trace.draft[row, sl],
+             trace.topk_ids[row, sl]]
+    if context:
+        parts.append(trace.prompt_ids[row])
+        if trace.num_steps:
+            done = trace.step_canvas[: trace.num_steps if stop is None else stop]
+            parts.append(trace.final_tokens[row, : int(done.max()) + 1 if done.size else 0])
+    ids = np.unique(np.concatenate([p.ravel() for p in parts])) if parts else []
+    text = trace.token_text
+    return {str(int(i)): text[int(i)] for i in ids if int(i) in text}
 
 
 def _live_states(trace: Trace, in_progress: int | None) -> np.ndarray:
@@ -209,6 +224,7 @@ class Timeline(anywidget.AnyWidget):
     _run = traitlets.Dict().tag(sync=True)
     _chunks = traitlets.Dict().tag(sync=True)
     _live = traitlets.Dict().tag(sync=True)
+    _tokens = traitlets.Dict().tag(sync=True)  # {str(id): text}; a live run adds to it per canvas
     status = traitlets.Unicode("").tag(sync=True)
     """What the widget is doing: ``""`` (a recorded trace), ``"running: …"``, ``"done: …"``,
     ``"stopped: …"`` or ``"error: …"``."""
@@ -294,8 +310,18 @@ class Timeline(anywidget.AnyWidget):
             old = self._chunks if reuse else {}
             chunks = {str(c): old.get(str(c)) or self._chunk(c) for c in wanted}
             live_chunk = self._chunk(in_progress) if in_progress is not None else {}
+            if in_progress is None:
+                tokens = token_payload(trace, self._row)
+            else:
+                # the canvas in progress brings its own token text, so the (growing) table of
+                # earlier canvases is sent once per canvas, not at every step
+                lo = int(np.flatnonzero(trace.step_canvas == in_progress)[0])
+                tokens = token_payload(trace, self._row, 0, lo)
+                extra = token_payload(trace, self._row, lo, context=False)
+                live_chunk["token_text"] = {k: v for k, v in extra.items() if k not in tokens}
             self._loaded = list(wanted)
             with self.hold_sync():  # one message; _run last, so its observers see the rest
+                self._tokens = tokens
                 self._live = live_chunk
                 self._chunks = chunks
                 self._run = run

@@ -92,7 +92,10 @@ def test_timeline_traits_carry_the_trace(tiny_trace):
         np.testing.assert_array_equal(got["expert_ids"], tiny_trace.expert_ids[0, lo:hi])
         np.testing.assert_allclose(got["topk_probs"], tiny_trace.topk_probs[0, lo:hi], atol=1e-3)
     # token text for every id the row shows, as JSON strings
-    assert run["token_text"]["5"] == "cat"
+    assert w._tokens["5"] == "cat"
+    shown = {int(k) for k in w._tokens}
+    assert set(np.unique(tiny_trace.draft[0])) <= shown
+    assert set(np.unique(tiny_trace.topk_ids[0])) <= shown
     assert w.selection is None
     assert w.status == ""
 
@@ -224,6 +227,9 @@ def test_live_updates_arrive_while_the_model_generates(tiny):
     first = live[0][2]
     # the canvas in progress travels in _live and has no FINAL position yet
     assert first["canvas"] == 0
+    # with its own token text: ids it shows that the token table does not have yet
+    assert first["token_text"]
+    assert all(int(k) in w.trace.token_text for k in first["token_text"])
     states = _codec.decode(first["state"])
     assert states.shape == (1, 16)
     assert states.max() <= NEW
@@ -299,7 +305,7 @@ def test_html_escapes_hostile_token_text(tiny_trace, tmp_path):
     assert text.count("</script>") == 3  # only our own three blocks close
     assert "&lt;/title&gt;" in text
     state = json.loads(_script_blocks(text)[0][1])
-    assert state["_run"]["token_text"][str(shown)] == XSS  # data intact, just escaped
+    assert state["_tokens"][str(shown)] == XSS  # data intact, just escaped
 
 
 def test_html_drops_routing_over_the_cap(tiny_trace, tmp_path):

@@ -66,11 +66,13 @@ export class TimelineView {
     const on = (name, fn) => { model.on(name, fn); this.disposers.push(() => model.off(name, fn)); };
     on("change:_run", () => { this.loadRun(); this.render(); });
     on("change:_chunks", () => { this.loadChunks(); this.render(); });
-    on("change:_live", () => { this.loadChunks(); this.render(); });
+    on("change:_live", () => { this.loadChunks(); this.loadTokens(); this.render(); });
+    on("change:_tokens", () => { this.loadTokens(); this.shownCanvas = -1; this.render(); }); // context text too
     on("change:status", () => this.renderStatus());
     on("change:error", () => this.renderStatus());
     this.loadRun(true);
     this.loadChunks();
+    this.loadTokens();
     this.render();
   }
 
@@ -86,6 +88,7 @@ export class TimelineView {
     const prev = this.run;
     this.run = readRun(this.model.get("_run"));
     if (!this.run) return;
+    this.run.token_text = this.tokens || {};
     const last = this.run.steps - 1;
     if (initial) this.ui.step = clamp(this.run.initial_step ?? 0, 0, Math.max(0, last));
     // a live run: keep showing the newest step (also on its final update) unless the user scrubbed away
@@ -93,6 +96,15 @@ export class TimelineView {
     this.ui.step = clamp(this.ui.step, 0, Math.max(0, last));
     if (!prev || prev.shape.layers !== this.run.shape.layers) this.buildLayerOptions();
     this.buildCanvasOptions();
+  }
+
+  /** Token text: the table (`_tokens`) plus what the canvas in progress adds (`_live`). */
+  loadTokens() {
+    const live = this.model.get("_live");
+    const extra = live && live.token_text;
+    this.tokens = extra ? { ...(this.model.get("_tokens") || {}), ...extra } : (this.model.get("_tokens") || {});
+    if (this.run) this.run.token_text = this.tokens;
+    this.invalidateTokens();
   }
 
   loadChunks() {
