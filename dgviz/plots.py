@@ -228,6 +228,11 @@ def _boundary(fig: go.Figure, x: float, **where: Any) -> None:
     fig.add_vline(x=x, line=dict(color=_INK, width=2, dash="dot"), **where)
 
 
+def _position_height(length: int) -> int:
+    """Figure height for a position axis: taller canvases get taller figures (450–900 px)."""
+    return int(min(900, max(450, 200 + 2.5 * length)))
+
+
 def _int_axis(fig: go.Figure, n: int, axis: str = "y") -> None:
     """Whole-number ticks for a small categorical axis (layers)."""
     if n <= 32:
@@ -329,6 +334,7 @@ def _value_heatmap(
         title=_title(f"{name.capitalize()} per position and step", trace, row, canvas, note),
     )
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
+    fig.update_layout(height=_position_height(trace.canvas_length))
     _timeline(fig, trace, steps)
     return fig
 
@@ -460,6 +466,7 @@ def lock_in_map(
     )
     fig.update_layout(margin=dict(b=95))
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
+    fig.update_layout(height=_position_height(trace.canvas_length))
     _timeline(fig, trace, steps)
     return fig
 
@@ -780,6 +787,7 @@ def expert_weights(
                  plot_bgcolor="#F4F4F4")
     fig.update_xaxes(title_text="expert", showgrid=False)
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
+    fig.update_layout(height=_position_height(trace.canvas_length))
     return fig
 
 
@@ -1013,6 +1021,7 @@ def expert_map(
     _base_layout(fig, title=_title("Top-1 expert per position and step", trace, row, canvas,
                                    note))
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
+    fig.update_layout(height=_position_height(trace.canvas_length))
     _timeline(fig, trace, steps)
     return fig
 
