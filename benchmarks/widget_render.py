@@ -24,6 +24,7 @@ Goal (issue 4): first paint <= 300 ms, scrub <= 16 ms per step.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -154,7 +155,7 @@ def main() -> None:
     t = time.perf_counter()
     w = Timeline(trace, max_bytes=64_000_000)
     build = time.perf_counter() - t
-    json_text = len(str(w._run["token_text"]))
+    json_text = len(json.dumps(w._tokens))
     print(f"python: Timeline(trace) {build * 1000:.0f} ms; binary traits "
           f"{w.payload_bytes / 1e6:.2f} MB ({w._run['transport']['mode']}), "
           f"token-text JSON ~{json_text / 1e6:.2f} MB")

@@ -605,9 +605,16 @@ export class TimelineView {
     this.inspector.replaceChildren(...parts);
   }
 
+  /** The inspector is rebuilt at every step; its <canvas> elements are kept (cheaper than new ones). */
+  reusedCanvas(key, attrs) {
+    this.canvases = this.canvases || new Map();
+    if (!this.canvases.has(key)) this.canvases.set(key, h("canvas", attrs));
+    return this.canvases.get(key);
+  }
+
   sparkline(label, values, current, lockLocal, range) {
     const w = 150, hgt = 30;
-    const canvas = h("canvas", { class: "dgv-spark", "aria-label": `${label} over steps` });
+    const canvas = this.reusedCanvas(`spark-${label}`, { class: "dgv-spark", "aria-label": `${label} over steps` });
     const ctx = sizeCanvas(canvas, w, hgt);
     let lo = range ? range[0] : Infinity, hi = range ? range[1] : -Infinity;
     if (!range) for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
@@ -632,7 +639,7 @@ export class TimelineView {
     const { layers, n } = chunk;
     const cell = Math.max(3, Math.min(12, Math.floor(260 / n)));
     const w = n * cell, hgt = layers * 9;
-    const canvas = h("canvas", { class: "dgv-path", title: "Rows: layers 0..N-1, columns: this canvas's steps; colour: top-1 expert" });
+    const canvas = this.reusedCanvas("path", { class: "dgv-path", title: "Rows: layers 0..N-1, columns: this canvas's steps; colour: top-1 expert" });
     const ctx = sizeCanvas(canvas, w + 2, hgt + 2);
     for (let s = 0; s < n; s++) for (let l = 0; l < layers; l++) {
       ctx.fillStyle = expertColor(topExpert(chunk, s, l, pos), this.run.palette);
