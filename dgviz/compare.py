@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import palette
-from .schedules import Schedule, as_schedule
+from .schedules import as_schedule
 from .trace import FINAL, KEPT, NEW, RENOISED, Trace, load_trace, visible
 
 __all__ = [
@@ -429,6 +429,46 @@ class Comparison:
         chosen = list(range(len(self.runs))) if runs is None else list(runs)
         return "".join(_run_html(self, i, position, mode) for i in chosen)
 
+    def to_html(self, path: str | Path, *, runs: Sequence[int] | None = None,
+                mode: str = "normalized", title: str = "dgviz: schedules compared") -> Path:
+        """Write the synced view as one self-contained HTML file (no kernel, no network).
+
+        The same canvases, slider, play button and timeline switch as `widget`, plus the
+        summary table. ``runs`` picks runs by index (default: all).
+        """
+        if mode not in ("normalized", "forward_passes"):
+            raise ValueError('mode must be "normalized" or "forward_passes".')
+        chosen = list(range(len(self.runs))) if runs is None else list(runs)
+        payload = {"mode": mode, "runs": [], "tokens": {},
+                   "states": [list(_STATE_CSS[k]) for k in (RENOISED, NEW, KEPT, FINAL)]}
+        seen: set[int] = set()
+        for i in chosen:
+            run = self.runs[i]
+            t = run.trace
+            passes, frac = lock_fraction_curve(t)
+            steps = np.arange(t.num_steps)
+            payload["runs"].append({
+                "label": run.label, "seed": run.seed,
+                "color": label_color(self.labels.index(run.label)),
+                "canvases": t.num_canvases, "stepCanvas": t.step_canvas.tolist(),
+                "passes": [float(x) for x in passes], "final": [float(x) for x in frac],
+                "draft": t.draft[0, steps].tolist(), "state": t.states[0].tolist(),
+                "finalTokens": t.final_tokens[0].tolist(),
+            })
+            seen.update(np.unique(t.draft[0]).tolist())
+            seen.update(np.unique(t.final_tokens[0]).tolist())
+        payload["tokens"] = {str(k): visible(_any_text(self, int(k))) for k in sorted(seen)}
+        table = self.summary.drop(columns=["text"]).iloc[chosen]
+        data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+        parts = {"__TITLE__": html.escape(title), "__CSS__": _CSS, "__DATA__": data,
+                 "__TABLE__": table.to_html(index=False, float_format="{:.3g}".format)}
+        # one pass, so text inside one part is never taken for another placeholder
+        page = re.sub("__(TITLE|CSS|DATA|TABLE)__", lambda m: parts[m.group(0)], _HTML_PAGE)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+        return path
+
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path) -> Path:
         """Write the comparison as a folder: one ``.dgtrace`` per run and ``index.json``."""
@@ -450,6 +490,128 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(repr(self))}</p>" + self.table.to_html(float_format="{:.3g}".format)
+
+
+def _any_text(comp: Comparison, token: int) -> str:
+    for run in comp.runs:
+        if token in run.trace.token_text:
+            return run.trace.token_text[token]
+    return f"⟨{token}⟩"
+
+
+_HTML_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>__TITLE__</title>__CSS__
+<style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:16px}
+table{border-collapse:collapse;font-size:12px;margin-top:12px}td,th{border:1px solid #ddd;padding:2px 6px}
+#dgc-controls{display:flex;gap:12px;align-items:center;margin-bottom:8px}
+#dgc-slider{width:50%}</style></head>
+<body><h3>__TITLE__</h3>
+<div id="dgc-controls"><button id="dgc-play" type="button">play</button>
+<input id="dgc-slider" type="range" min="0" max="1" step="0.01" value="0">
+<span id="dgc-value"></span>
+<label><input type="radio" name="dgc-mode" value="normalized"> 0..1 of each run</label>
+<label><input type="radio" name="dgc-mode" value="forward_passes"> forward passes</label></div>
+<div class="dgc-legend" id="dgc-legend"></div>
+<div id="dgc-runs"></div>
+<div id="dgc-table">__TABLE__</div>
+<script type="application/json" id="dgc-data">__DATA__</script>
+<script>
+(function () {
+  const data = JSON.parse(document.getElementById("dgc-data").textContent);
+  const slider = document.getElementById("dgc-slider");
+  const value = document.getElementById("dgc-value");
+  const runsEl = document.getElementById("dgc-runs");
+  const names = ["re-noised", "accepted this step", "accepted earlier", "final"];
+  const legend = document.getElementById("dgc-legend");
+  names.forEach((name, k) => {
+    const s = document.createElement("span");
+    s.textContent = name; s.style.background = data.states[k][0]; s.style.color = data.states[k][1];
+    legend.appendChild(s);
+  });
+  const maxPasses = Math.max(...data.runs.map(r => r.passes[r.passes.length - 1]));
+  let mode = data.mode;
+  function stepAt(run, p) {
+    const S = run.stepCanvas.length;
+    if (S === 0) return [-1, true];
+    if (mode === "normalized") {
+      const step = Math.floor(Math.min(Math.max(p, 0), 1) * (S - 1) + 0.5);
+      return [step, step === S - 1];
+    }
+    let n = 0;
+    for (let i = 1; i < run.passes.length; i++) if (run.passes[i] <= p + 1e-9) n++;
+    const step = n - 1;
+    return [step, step >= S - 1];
+  }
+  function row(ids, states) {
+    const div = document.createElement("div");
+    div.className = "dgc-row";
+    ids.forEach((id, j) => {
+      const span = document.createElement("span");
+      span.className = "dgc-tok";
+      const st = data.states[states === null ? 3 : states[j]];
+      span.style.background = st[0]; span.style.color = st[1];
+      span.textContent = data.tokens[String(id)] ?? ("\u27e8" + id + "\u27e9");
+      div.appendChild(span);
+    });
+    return div;
+  }
+  function render() {
+    const p = parseFloat(slider.value);
+    value.textContent = mode === "normalized" ? (100 * p).toFixed(0) + "%" : p.toFixed(0) + " passes";
+    runsEl.replaceChildren();
+    data.runs.forEach(run => {
+      const [step, done] = stepAt(run, p);
+      const S = run.stepCanvas.length;
+      const box = document.createElement("div");
+      box.className = "dgc-run";
+      const head = document.createElement("div");
+      head.className = "dgc-head";
+      const sw = document.createElement("span");
+      sw.className = "dgc-swatch"; sw.style.background = run.color;
+      head.appendChild(sw);
+      const b = document.createElement("b"); b.textContent = run.label; head.appendChild(b);
+      const passes = step >= 0 ? Math.round(run.passes[step + 1]) : 0;
+      head.appendChild(document.createTextNode(
+        " \u00b7 seed " + run.seed + " \u00b7 step " + (step + 1) + "/" + S + " \u00b7 " + passes +
+        " forward passes \u00b7 " + Math.round(100 * run.final[step + 1]) + "% final" +
+        (done ? " \u00b7 done" : "")));
+      box.appendChild(head);
+      const current = step >= 0 ? run.stepCanvas[step] : 0;
+      for (let c = 0; c < run.canvases; c++) {
+        if (c < current) box.appendChild(row(run.finalTokens[c], null));
+        else if (c === current && step >= 0) box.appendChild(row(run.draft[step], run.state[step]));
+        else { const e = document.createElement("div"); e.className = "dgc-row dgc-future"; box.appendChild(e); }
+      }
+      runsEl.appendChild(box);
+    });
+  }
+  function setMode(m) {
+    mode = m;
+    document.querySelectorAll("input[name=dgc-mode]").forEach(r => { r.checked = r.value === m; });
+    if (m === "normalized") { slider.max = "1"; slider.step = "0.01"; }
+    else { slider.max = String(maxPasses); slider.step = "1"; }
+    if (parseFloat(slider.value) > parseFloat(slider.max)) slider.value = slider.max;
+    render();
+  }
+  document.querySelectorAll("input[name=dgc-mode]").forEach(r =>
+    r.addEventListener("change", () => setMode(r.value)));
+  slider.addEventListener("input", render);
+  let timer = null;
+  document.getElementById("dgc-play").addEventListener("click", e => {
+    if (timer) { clearInterval(timer); timer = null; e.target.textContent = "play"; return; }
+    e.target.textContent = "pause";
+    if (parseFloat(slider.value) >= parseFloat(slider.max)) slider.value = "0";
+    timer = setInterval(() => {
+      const next = parseFloat(slider.value) + parseFloat(slider.step);
+      if (next > parseFloat(slider.max) + 1e-9) { clearInterval(timer); timer = null; e.target.textContent = "play"; return; }
+      slider.value = String(next); render();
+    }, 150);
+  });
+  window.dgvizCompare = {setMode, render, slider};
+  setMode(mode);
+})();
+</script></body></html>
+"""
 
 
 def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -692,7 +854,7 @@ def _step_at(trace: Trace, position: float, mode: str) -> tuple[int, bool]:
     if s == 0:
         return -1, True
     if mode == "normalized":
-        step = int(round(min(max(position, 0.0), 1.0) * (s - 1)))
+        step = math.floor(min(max(position, 0.0), 1.0) * (s - 1) + 0.5)  # half up, as JS
         return step, step == s - 1
     if mode != "forward_passes":
         raise ValueError('mode must be "normalized" or "forward_passes".')
@@ -707,7 +869,7 @@ def _run_html(comp: Comparison, index: int, position: float, mode: str) -> str:
     step, done = _step_at(t, position, mode)
     color = label_color(comp.labels.index(run.label))
     fp_curve, frac = lock_fraction_curve(t)
-    passes = int(round(fp_curve[step + 1])) if step >= 0 else 0
+    passes = round(fp_curve[step + 1]) if step >= 0 else 0
     head = (
         f"<div class='dgc-head'><span class='dgc-swatch' style='background:{color}'></span>"
         f"<b>{html.escape(run.label)}</b> · seed {run.seed} · step {max(step, -1) + 1}/{t.num_steps}"

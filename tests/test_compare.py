@@ -322,7 +322,7 @@ def test_bundle_round_trip(tiny, tmp_path):
 def test_step_at_both_timelines():
     t = hand_trace()  # 6 steps, 1 forward pass each
     assert _step_at(t, 0.0, "normalized") == (0, False)
-    assert _step_at(t, 0.5, "normalized") == (2, False)  # round(0.5 * 5) = 2 (banker's rounding)
+    assert _step_at(t, 0.5, "normalized") == (3, False)  # 0.5 * 5 = 2.5 rounds half up
     assert _step_at(t, 1.0, "normalized") == (5, True)
     assert _step_at(t, 0, "forward_passes") == (-1, False)
     assert _step_at(t, 3, "forward_passes") == (2, False)
@@ -376,3 +376,62 @@ def test_multirow_traces_become_one_run_per_row(tiny):
         comp = compare([trace], labels=["batch"])
     assert [r.label for r in comp] == ["batch[0]", "batch[1]"]
     assert comp.summary["forward_passes"].tolist() == [trace.forward_passes(0), trace.forward_passes(1)]
+
+
+# ---------------------------------------------------------------------------- in a browser
+def test_offline_html_view_in_chromium(tmp_path):
+    """The synced view as an offline HTML file, driven in Debian's chromium (Playwright)."""
+    import os
+    from pathlib import Path
+
+    chromium = os.environ.get("DGVIZ_CHROMIUM", "/usr/bin/chromium")
+    missing = [] if Path(chromium).exists() else [f"chromium at {chromium}"]
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing.append("playwright")
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the browser test needs " + " and ".join(missing))
+        pytest.skip("the browser test needs " + " and ".join(missing))
+
+    hostile = hand_trace()
+    hostile.token_text[11] = "<img src=x onerror=window.__pwned=1></script><script>window.__pwned=2</script>"
+    short = hand_trace(outputs=(0,) * 6)
+    comp = compare({"<b>a</b>": hostile, "b": short})
+    path = comp.to_html(tmp_path / "compare.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox",
+                                                                    "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(path.as_uri())
+            heads = page.locator(".dgc-head")
+            assert heads.count() == 2
+            assert "step 1/6" in heads.nth(0).inner_text() and "step 1/6" in heads.nth(1).inner_text()
+            assert "<b>a</b>" in heads.nth(0).inner_text()  # labels are text, not markup
+            page.evaluate("() => { const s = window.dgvizCompare.slider; s.value = '1';"
+                          " s.dispatchEvent(new Event('input')); }")
+            assert all("step 6/6" in heads.nth(i).inner_text() and "done" in heads.nth(i).inner_text()
+                       for i in range(2))
+            # the hostile token text is shown as text and never runs
+            assert "<img·src=x" in page.locator(".dgc-run").nth(0).inner_text()
+            page.check("input[value=forward_passes]")
+            assert page.evaluate("() => window.dgvizCompare.slider.max") == "6"
+            page.evaluate("() => { const s = window.dgvizCompare.slider; s.value = '4';"
+                          " s.dispatchEvent(new Event('input')); }")
+            assert "step 4/6" in heads.nth(0).inner_text()
+            # tokens coloured by state: after step 4 of 6 canvas 1 shows; canvas 0 is all final
+            colours = page.evaluate("() => [...document.querySelectorAll('.dgc-run')[0]"
+                                    ".querySelectorAll('.dgc-row')[0].children].map(e => e.style.background)")
+            assert len(colours) == 3 and len(set(colours)) == 1
+            page.click("#dgc-play")
+            page.wait_for_function("() => document.getElementById('dgc-play').textContent === 'play'",
+                                   timeout=10_000)
+            assert "step 6/6" in heads.nth(0).inner_text()
+            assert page.evaluate("() => window.__pwned") is None and not errors
+            assert page.locator("table").count() == 1
+        finally:
+            browser.close()
