@@ -364,11 +364,7 @@ class Schedule:
                 kw.setdefault("gen_length", max_new_tokens)
             else:
                 kw.setdefault("gen_length", _default_length(model))
-            if isinstance(prompt, str):
-                prompt_arg: Any = prompt
-            else:
-                prompt_arg = prompt
-            trace = record(pipe, None, prompt_arg, seed=seed, top_k=top_k, routing=routing,
+            trace = record(pipe, None, prompt, seed=seed, top_k=top_k, routing=routing,
                            on_step=on_step, **kw)
         else:
             if max_new_tokens is not None:
