@@ -746,7 +746,8 @@ def sweep(
     -------
     Comparison
         If interrupted (Ctrl-C, the notebook's stop button), the finished runs, with
-        ``comparison.complete`` False; the run in progress is dropped.
+        ``comparison.complete`` False; the run in progress is dropped. If a run or the scorer
+        raises, the error propagates with the finished runs as ``err.partial_comparison``.
     """
     if not schedules:
         raise ValueError("sweep needs at least one schedule: schedules={label: settings}.")
@@ -789,6 +790,9 @@ def sweep(
                                 schedule=sched.to_dict()))
                 if bar is not None:
                     bar.update(1)
+    except Exception as err:  # keep what was done for whoever catches it
+        err.partial_comparison = Comparison(runs, complete=False)  # type: ignore[attr-defined]
+        raise
     except KeyboardInterrupt:
         complete = False
         warnings.warn(

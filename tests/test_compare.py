@@ -294,6 +294,23 @@ def test_interrupt_outside_recording_keeps_finished_runs(tiny):
     assert len(comp) == 1 and comp[0].score == 1.0
 
 
+def test_errors_keep_finished_runs_on_the_exception(tiny):
+    model, tok = tiny
+
+    def score(text):
+        if score.calls:
+            raise RuntimeError("scorer broke")
+        score.calls += 1
+        return 0.5
+
+    score.calls = 0
+    with pytest.raises(RuntimeError, match="scorer broke") as info:
+        sweep(model, tok, PROMPT, {"a": {"max_denoising_steps": 1}}, seeds=[0, 1],
+              score=score, max_new_tokens=16, progress=False)
+    partial = info.value.partial_comparison
+    assert len(partial) == 1 and partial[0].score == 0.5 and not partial.complete
+
+
 # ---------------------------------------------------------------------------- bundles
 def test_bundle_round_trip(tiny, tmp_path):
     model, tok = tiny
