@@ -212,16 +212,26 @@ def test_live_updates_arrive_while_the_model_generates(tiny):
     seen = []
     w = Timeline()
 
+    missing = []
+
     def watch(change):  # runs in the recording thread, between steps
         run = change["new"]
         if run.get("shape"):
             seen.append((run["shape"]["steps"], run["info"]["live"], dict(w._live)))
+            # every id the browser may show has its text: the table plus the live canvas's own
+            known = set(w._tokens) | set(w._live.get("token_text", {}))
+            for chunk in [*w._chunks.values(), w._live]:
+                for name in ("canvas_in", "sampled", "draft", "topk_ids"):
+                    if name in chunk:
+                        ids = {str(int(i)) for i in np.unique(_codec.decode(chunk[name]))}
+                        missing.extend(ids - known)
 
     w.observe(watch, names=["_run"])
     w.run(model, tok, "the cat sat", interval=0.0, seed=0, max_new_tokens=32,
           max_denoising_steps=5)
     w.wait(timeout=120)
     live = [s for s in seen if s[1]]
+    assert missing == []
     assert [s[0] for s in live] == list(range(1, len(live) + 1))  # one update per step
     assert len(live) == w.trace.num_steps
     first = live[0][2]
