@@ -49,6 +49,12 @@ def _need_browser():
         pytest.skip(msg)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _browser_available():
+    """Checked before any other fixture (the tiny-model recording) is built."""
+    _need_browser()
+
+
 @pytest.fixture(scope="module")
 def browser():
     _need_browser()
