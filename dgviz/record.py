@@ -62,6 +62,7 @@ class StepEvent:
     seconds: float
     arrays: dict[str, np.ndarray]
     new_token_text: dict[int, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # as `Trace.settings` will hold them
 
 
 class RecordingInterrupted(KeyboardInterrupt):
@@ -379,8 +380,13 @@ class Collector:
                     seconds=seconds,
                     arrays=host,
                     new_token_text=self._new_token_text(host),
+                    settings=self.settings(),
                 )
             )
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings as known so far (recording paths add what they know)."""
+        return {"top_k": self.top_k}
 
     def flush_encoder(self) -> None:
         routes = self.encoder_routes[:]
@@ -428,7 +434,7 @@ class Collector:
         meta = {
             **meta,
             "text": self.tokenizer.batch_decode(output_ids, skip_special_tokens=True),
-            "prompt_text": self.tokenizer.batch_decode(prompt, skip_special_tokens=False),
+            "prompt_text": self.tokenizer.batch_decode(prompt, skip_special_tokens=True),
         }
         return Trace(
             **{name: value for name, value in arrays.items() if value is not None},
@@ -600,8 +606,12 @@ class _Recorder(Collector):
                           meta=self._meta(complete, seed))
 
     def _meta(self, complete, seed) -> dict[str, Any]:
+        return {"complete": complete, "source": "transformers",
+                "settings": {"seed": seed, **self.settings()}, **model_facts(self.model)}
+
+    def settings(self) -> dict[str, Any]:
         cfg = self.generation_config
-        settings: dict[str, Any] = {"seed": seed, "top_k": self.top_k}
+        settings: dict[str, Any] = {"top_k": self.top_k}
         if cfg is not None:
             for name in _SETTING_NAMES:
                 settings[name] = getattr(cfg, name, None)
@@ -613,8 +623,7 @@ class _Recorder(Collector):
             describe = getattr(self.sampler, "describe", None)
             if callable(describe):
                 settings.update(describe())
-        return {"complete": complete, "source": "transformers", "settings": settings,
-                **model_facts(self.model)}
+        return settings
 
 
 class _RecordingStop:

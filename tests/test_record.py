@@ -155,6 +155,7 @@ def test_on_step_streams_every_step(tiny):
                          on_step=events.append)
     assert [e.step for e in events] == list(range(trace.num_steps))
     assert [e.canvas for e in events] == trace.step_canvas.tolist()
+    assert events[0].settings["entropy_bound"] == trace.settings["entropy_bound"] == 0.1
     np.testing.assert_array_equal(events[-1].arrays["draft"], trace.draft[:, -1])
     seen = {}
     for e in events:

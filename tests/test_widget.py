@@ -327,23 +327,3 @@ def test_html_drops_routing_over_the_cap(tiny_trace, tmp_path):
     with (pytest.raises(ValueError, match="exceeds max_bytes"),
           pytest.warns(UserWarning, match="leaves routing out")):
         trace_to_html(tiny_trace, tmp_path / "b.html", max_bytes=1000)
-
-
-# ---------------------------------------------------------------------------- packaging
-@pytest.mark.slow
-def test_wheel_ships_the_bundle(tmp_path):
-    """`pip install` (not only editable) must get the committed front end (lonboard#100)."""
-    import subprocess
-    import sys
-    import zipfile
-    from pathlib import Path
-
-    from dgviz.widget import STATIC
-
-    root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-                    str(root)], check=True, timeout=600)
-    wheel = next(tmp_path.glob("dgviz-*.whl"))
-    with zipfile.ZipFile(wheel) as z:
-        for name in ("widget.js", "widget.css"):
-            assert z.read(f"dgviz/static/{name}") == (STATIC / name).read_bytes()
