@@ -1,0 +1,54 @@
+"""A tiny trained DiffusionGemma that ships with dgviz, and the tasks it was trained on.
+
+>>> from dgviz.demo import demo_model, sudoku
+>>> model, tokenizer = demo_model("sudoku")
+>>> ids = tokenizer.apply_chat_template(
+...     [{"role": "user", "content": sudoku.prompt(puzzle)}], add_generation_prompt=True,
+...     return_tensors="pt", return_dict=True)["input_ids"]
+>>> out = model.generate(ids)
+>>> sudoku.parse(tokenizer.decode(out.sequences[0, ids.shape[1]:], skip_special_tokens=True))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import addition, brackets, pets, sudoku
+from .tasks import TASKS, get_task
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "TASKS",
+    "addition",
+    "brackets",
+    "demo_model",
+    "get_task",
+    "pets",
+    "sudoku",
+]
+
+
+def demo_model(task: str | None = None, checkpoint: str | Path | None = None):
+    """Load the shipped demo model and its tokenizer (offline, from package data).
+
+    `task` (one of `TASKS`) is validated and applies that task's generation defaults, if any.
+    Returns `(model, tokenizer)` with the model in eval mode on the CPU.
+    """
+    if task is not None:
+        task_module = get_task(task)
+    path = Path(checkpoint) if checkpoint is not None else CHECKPOINT_DIR
+    if not (path / "model.safetensors").exists():
+        raise FileNotFoundError(
+            f"no demo checkpoint in {path}; retrain it with `python -m dgviz.demo.train`"
+        )
+    from transformers import AutoTokenizer, DiffusionGemmaForBlockDiffusion
+
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = DiffusionGemmaForBlockDiffusion.from_pretrained(path, local_files_only=True)
+    model.eval()
+    if task is not None:
+        for key, value in getattr(task_module, "GENERATION_DEFAULTS", {}).items():
+            setattr(model.generation_config, key, value)
+    return model, tokenizer
