@@ -118,17 +118,40 @@ def token_agreement(ids: np.ndarray, reference: np.ndarray) -> float:
     return float((pa == pb).mean())
 
 
-def lock_fraction_curve(trace: Trace, row: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def prediction_lock_in(trace: Trace, row: int = 0) -> np.ndarray:
+    """int ``[C, L]``: first step from which the model's top-1 prediction is the final token.
+
+    Like `Trace.lock_in`, but on the argmax of each step's distribution (``topk_ids[..., 0]``)
+    instead of the draft. For transformers the two agree (its draft is the argmax); for diffusers,
+    whose draft is the canvas it keeps (random tokens until committed), this says when the model
+    already predicted what the canvas ends with: the same measure for both libraries.
+    """
+    top1 = trace.topk_ids[row, :, :, 0]
+    out = np.zeros((trace.num_canvases, trace.canvas_length), dtype=np.int64)
+    for c in range(trace.num_canvases):
+        lo = trace._canvas_bounds[c, 0]
+        last = trace.last_active_step[row, c]
+        holds = top1[lo : last + 1] == trace.final_tokens[row, c]
+        tail = np.cumprod(holds[::-1], axis=0).sum(axis=0)
+        out[c] = last + 1 - tail
+    return out
+
+
+def lock_fraction_curve(trace: Trace, row: int = 0,
+                        basis: str = "draft") -> tuple[np.ndarray, np.ndarray]:
     """``(forward passes, fraction)``: share of all the run's positions holding their final token.
 
     Starts at ``(0, 0)``; after step ``s`` the x value is the forward passes so far (diffusers'
     corrector sweeps spread evenly over the steps) and the y value counts positions of finished
-    canvases as final and positions of later canvases as not yet final.
+    canvases as final and positions of later canvases as not yet final. ``basis="draft"`` uses
+    `Trace.lock_in` (what the run shows); ``"prediction"`` uses `prediction_lock_in`.
     """
+    if basis not in ("draft", "prediction"):
+        raise ValueError('basis must be "draft" or "prediction".')
     s = trace.num_steps
     if s == 0:
         return np.zeros(1), np.zeros(1)
-    lock = trace.lock_in[row].reshape(-1)  # [C * L]
+    lock = (trace.lock_in[row] if basis == "draft" else prediction_lock_in(trace, row)).reshape(-1)
     steps = np.arange(s)
     frac = (lock[None, :] <= steps[:, None]).mean(axis=1)
     active = trace.active[row].astype(np.float64)
@@ -274,11 +297,15 @@ class Comparison:
         return out.reindex(pd.Index(self.labels, name="label"))
 
     # ------------------------------------------------------------------ figures
-    def convergence_figure(self, x: str = "forward_passes", seeds: Iterable | None = None):
+    def convergence_figure(self, x: str = "forward_passes", seeds: Iterable | None = None,
+                           basis: str = "draft"):
         """Share of positions holding their final token against forward passes, one line per run.
 
         ``x="forward_passes"`` (absolute cost) or ``"normalized"`` (0..1 of each run's passes).
         Runs of one schedule share a colour; ``seeds`` picks which seeds to draw (default all).
+        ``basis="draft"``: the run's draft holds its final token (`Trace.lock_in`);
+        ``"prediction"``: the model's top-1 prediction already is the final token
+        (`prediction_lock_in`; compares transformers and diffusers runs on the same footing).
         """
         import plotly.graph_objects as go
 
@@ -290,7 +317,7 @@ class Comparison:
         for run in self.runs:
             if wanted is not None and run.seed not in wanted:
                 continue
-            xs, ys = lock_fraction_curve(run.trace)
+            xs, ys = lock_fraction_curve(run.trace, basis=basis)
             if x == "normalized" and xs[-1] > 0:
                 xs = xs / xs[-1]
             color = label_color(self.labels.index(run.label))
@@ -303,7 +330,8 @@ class Comparison:
                 + "<br>%{y:.0%} final<extra></extra>",
             ))
             shown.add(run.label)
-        _layout(fig, "Convergence: share of positions already holding their final token",
+        _layout(fig, "Convergence: share of positions already holding their final token"
+                + (" (top-1 prediction)" if basis == "prediction" else ""),
                 "forward passes (all canvases)" if x == "forward_passes" else "share of the run's forward passes")
         fig.update_yaxes(title_text="share of positions final", tickformat=".0%", range=[-0.02, 1.02])
         if x == "normalized":

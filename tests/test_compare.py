@@ -19,6 +19,7 @@ from dgviz.compare import (
     load_comparison,
     lock_fraction_curve,
     pareto_mask,
+    prediction_lock_in,
     sweep,
 )
 from dgviz.schedules import CosineSampler, FixedRateSampler, Schedule, as_schedule, presets
@@ -224,6 +225,21 @@ def test_summary_matches_hand_computed_values():
     table = comp.table
     assert list(table.index) == ["ref", "other"] and table.loc["ref", "runs"] == 1
     assert table["pareto"].tolist() == [True, True]  # equal cost and score: neither dominates
+
+
+def test_prediction_lock_in_by_hand_and_on_transformers(tiny):
+    t = hand_trace()  # top-1 is the draft: the same as lock_in
+    np.testing.assert_array_equal(prediction_lock_in(t), t.lock_in[0])
+    t.topk_ids[0, 0, 0, 0] = 11  # step 0 already predicted pos 0's final token
+    t.topk_ids[0, 3, 2, 0] = 99  # and the last step of canvas 0 no longer predicts pos 2's
+    np.testing.assert_array_equal(prediction_lock_in(t), [[0, 0, 4], [5, 4, 4]])
+    xs, ys = lock_fraction_curve(t, basis="prediction")
+    np.testing.assert_allclose(ys, [0, 2 / 6, 2 / 6, 2 / 6, 2 / 6, 5 / 6, 1])
+    # transformers' draft is the argmax, so both bases agree on a real recording
+    model, tok = tiny
+    trace = dgviz.record(model, tok, PROMPT, seed=2, max_new_tokens=32, max_denoising_steps=4,
+                         routing=False)
+    np.testing.assert_array_equal(prediction_lock_in(trace), trace.lock_in[0])
 
 
 def test_pareto_mask_by_hand():
