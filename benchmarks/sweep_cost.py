@@ -4,7 +4,8 @@ In one process, interleaved: a `dgviz.compare.sweep` over N schedules (one seed,
 on, summary table computed), then the same N runs recorded one by one with `dgviz.record` (a
 diffusers pipeline built by hand for the diffusers schedules). Ratio = sweep time / sum of the N
 single-run times; the goal is ~1.0 (the sweep adds only bookkeeping). Also printed as min/min
-(the least disturbed repeat of each), and the sweep's own bookkeeping (its time minus the wall
+(the least disturbed repeat of each), the same ratios in CPU time of this process (which other
+processes disturb less than wall time), and the sweep's own bookkeeping (its time minus the wall
 time of the runs it recorded), which a busy machine disturbs least.
 
     python benchmarks/sweep_cost.py [--repeats 5] [--threads 1]
@@ -54,11 +55,15 @@ def schedules():
     }
 
 
+single_cpu: list[float] = []  # CPU seconds of each set of single runs
+sweep_cpu: list[float] = []
+
+
 def single_runs(model, tok, prompt, plan, seed, length) -> tuple[float, int]:
     """Seconds for the N runs one by one, and the denoising steps they took."""
     import diffusers
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     steps = 0
     for how in plan.values():
         if how[0] == "record":
@@ -72,6 +77,7 @@ def single_runs(model, tok, prompt, plan, seed, length) -> tuple[float, int]:
             trace = dgviz.record(pipe, None, prompt, seed=seed, gen_length=length, routing=False,
                                  **kwargs)
         steps += trace.num_steps
+    single_cpu.append(time.process_time() - cpu)
     return time.perf_counter() - start, steps
 
 
@@ -106,10 +112,11 @@ def main() -> None:
         seed = 100 + i
 
         def run_sweep(seed=seed):
-            t0 = time.perf_counter()
+            t0, cpu = time.perf_counter(), time.process_time()
             comp = sweep(model, tok, prompt, sweep_input, seeds=[seed], max_new_tokens=length)
             _ = comp.summary  # part of the cost of a sweep
             took = time.perf_counter() - t0
+            sweep_cpu.append(time.process_time() - cpu)
             overheads.append(took - sum(r.wall_seconds for r in comp))
             return took, int(sum(r.trace.num_steps for r in comp))
 
@@ -129,6 +136,11 @@ def main() -> None:
           f"median {statistics.median(singles):.2f} s")
     print(f"ratio sweep / sum of single runs: median {statistics.median(ratios):.3f}, "
           f"min/min {min(sweeps) / min(singles):.3f}")
+    cpu_ratios = [a / b for a, b in zip(sweep_cpu[-args.repeats:], single_cpu[-args.repeats:],
+                                        strict=True)]
+    print(f"CPU-time ratio (this process only, less disturbed by other processes): median "
+          f"{statistics.median(cpu_ratios):.3f}, min/min "
+          f"{min(sweep_cpu[-args.repeats:]) / min(single_cpu[-args.repeats:]):.3f}")
     print(f"sweep bookkeeping (sweep time minus its runs' own wall time, summary included): "
           f"median {1000 * statistics.median(overheads):.1f} ms per sweep")
 
