@@ -137,16 +137,19 @@ def test_how_text_diffusion_works(tmp_path, monkeypatch):
     text = _text(nb)
     # the entropy-bound rule, recomputed from the trace, gives what the sampler accepted
     rule = re.search(r"k from the rule: (\d+)\s+accepted by the sampler: (\d+)", text)
-    assert rule and rule.group(1) == rule.group(2)
+    assert rule
+    assert rule.group(1) == rule.group(2)
     # tokens per forward computed by hand equals transformers' own number
     tpf = re.search(r"tokens per forward: ([\d.]+)\s+\(transformers says ([\d.]+)\)", text)
-    assert tpf and tpf.group(1) == tpf.group(2)
+    assert tpf
+    assert tpf.group(1) == tpf.group(2)
     # the encoder read every token once: prompt + finished canvases
     enc = re.search(r"tokens the encoder read: (\d+) = prompt (\d+) \+ (\d+) finished canvases "
                     r"x (\d+)", text)
     assert enc
     total, prompt, canvases, length = map(int, enc.groups())
-    assert total == prompt + canvases * length and canvases >= 1
+    assert total == prompt + canvases * length
+    assert canvases >= 1
     assert "Answer 3" in "".join(c.source for c in nb.cells), "the answers are at the end"
     assert "valid: " in text  # answer 3 ran both recordings
 
@@ -164,7 +167,8 @@ def test_expert_routing(tmp_path, monkeypatch):
     nb, _ = _execute(path, tmp_path, monkeypatch)
     text = _text(nb)
     layers = re.findall(r"^layer (\d+): busiest expert", text, re.M)
-    assert layers and layers == [str(i) for i in range(len(layers))]
+    assert layers
+    assert layers == [str(i) for i in range(len(layers))]
     assert len(re.findall(r"^layer \d+: NMI with token read now [\d.]+", text, re.M)) == len(layers)
     for task in ("sudoku", "addition", "brackets", "pets"):
         assert re.search(rf"^{task}\s+solved \d+%", text, re.M), f"{task} is in the task batch"
