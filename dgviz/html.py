@@ -16,6 +16,7 @@ import base64
 import html
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,15 @@ _CSP = ("default-src 'none'; script-src 'unsafe-inline' blob:; style-src 'unsafe
 # The model shim: the widget's `render` gets an object that behaves like an anywidget model.
 _SHIM = """
 const read = (id) => JSON.parse(document.getElementById(id).textContent);
-const el = document.getElementById("dgviz-app");
-try {
-  const bytes = Uint8Array.from(atob(read("dgviz-esm")), (c) => c.charCodeAt(0));
-  const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
-  const mod = await import(url);
-  const values = read("dgviz-data"); // arrays stay base64 until the widget first uses them
+const apps = [...document.querySelectorAll("[data-dgviz-state]")];
+let mod = null;
+for (const el of apps) try {
+  if (!mod) {
+    const bytes = Uint8Array.from(atob(read("dgviz-esm")), (c) => c.charCodeAt(0));
+    const url = URL.createObjectURL(new Blob([bytes], { type: "text/javascript" }));
+    mod = await import(url); // one module for every view on the page (synced views share it)
+  }
+  const values = read(el.dataset.dgvizState); // arrays stay base64 until the widget first uses them
   const listeners = new Map();
   const model = {
     get: (name) => values[name],
@@ -67,7 +71,9 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def payload(trace: Trace, *, row: int = 0, step: int = 0, routing: bool = True) -> dict[str, Any]:
+def payload(trace: Trace, *, row: int = 0, step: int = 0, routing: bool = True,
+            sync: str | None = None, sync_mode: str = "normalized", compact: bool = False,
+            label: str | None = None) -> dict[str, Any]:
     """The model state the page starts from (all canvases; arrays as base64)."""
     routing = routing and trace.has_routing
     sizes = [chunk_bytes(trace, c, routing) for c in range(trace.num_canvases)]
@@ -79,7 +85,8 @@ def payload(trace: Trace, *, row: int = 0, step: int = 0, routing: bool = True) 
     chunks = {str(c): canvas_payload(trace, row, c, routing=routing, version=c + 1)
               for c in range(trace.num_canvases)}
     return {"_run": _codec.to_base64(run), "_chunks": _codec.to_base64(chunks), "_live": {},
-            "_tokens": token_payload(trace, row), "status": "", "error": "", "selection": None}
+            "_tokens": token_payload(trace, row), "status": "", "error": "", "selection": None,
+            "sync": sync, "sync_mode": sync_mode, "compact": bool(compact), "label": label}
 
 
 def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0,
@@ -93,22 +100,70 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
     """
     if not 0 <= row < trace.batch_size:
         raise IndexError(f"row {row} out of range: this trace has {trace.batch_size} row(s).")
+    routing = _fit_routing(trace, routing, max_bytes)
+    state = payload(trace, row=row, step=step, routing=routing)
+    prompt = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
+    page_title = title if title is not None else f"dgviz · {' '.join(prompt.split())[:80]}"
+    return _write_page(path, [state], page_title)
+
+
+def traces_to_html(traces: Sequence[Trace], path: str | Path, *,
+                   labels: Sequence[str] | None = None, sync: bool = True, compact: bool = True,
+                   mode: str = "normalized", row: int = 0, routing: bool = True,
+                   max_bytes: int = DEFAULT_MAX_BYTES, title: str | None = None) -> Path:
+    """Write one offline HTML page with a Timeline per trace, stacked; returns the path.
+
+    With ``sync`` the views scrub and play together (``mode``: ``"normalized"`` or
+    ``"forward_passes"``, switchable on the page); ``compact`` shows only each run's header,
+    controls, legend and canvas. ``labels`` name the runs (default ``"run 1"``, …). The bundle
+    is embedded once; ``max_bytes`` applies to each trace (see `trace_to_html`).
+    """
+    from .widget import SYNC_MODES
+
+    traces = list(traces)
+    if not traces:
+        raise ValueError("traces_to_html needs at least one trace.")
+    if not all(isinstance(t, Trace) for t in traces):
+        raise TypeError("traces_to_html needs a sequence of dgviz.Trace.")
+    labels = [f"run {i + 1}" for i in range(len(traces))] if labels is None else list(labels)
+    if len(labels) != len(traces):
+        raise ValueError(f"{len(labels)} labels for {len(traces)} traces.")
+    if mode not in SYNC_MODES:
+        raise ValueError(f"mode must be one of {SYNC_MODES} (got {mode!r}).")
+    states = []
+    for trace, label in zip(traces, labels, strict=True):
+        if not 0 <= row < trace.batch_size:
+            raise IndexError(f"row {row} out of range: a trace has {trace.batch_size} row(s).")
+        states.append(payload(trace, row=row, routing=_fit_routing(trace, routing, max_bytes),
+                              sync="page" if sync else None, sync_mode=mode, compact=compact,
+                              label=str(label)))
+    page_title = title if title is not None else f"dgviz · {len(traces)} runs"
+    return _write_page(path, states, page_title)
+
+
+def _fit_routing(trace: Trace, routing: bool, max_bytes: int) -> bool:
     total = sum(chunk_bytes(trace, c, routing) for c in range(trace.num_canvases))
     if total > max_bytes and routing and trace.has_routing:
         warnings.warn(f"The trace's canvas data ({total / 1e6:.1f} MB) exceeds max_bytes "
                       f"({max_bytes / 1e6:.1f} MB): the HTML file leaves routing out.",
-                      stacklevel=2)
+                      stacklevel=3)
         routing = False
         total = sum(chunk_bytes(trace, c, False) for c in range(trace.num_canvases))
     if total > max_bytes:
         raise ValueError(f"The trace's canvas data ({total / 1e6:.1f} MB) exceeds max_bytes "
                          f"({max_bytes / 1e6:.1f} MB) even without routing; raise max_bytes.")
+    return routing
+
+
+def _write_page(path: str | Path, states: list[dict[str, Any]], page_title: str) -> Path:
     esm_b64 = base64.b64encode((STATIC / "widget.js").read_bytes()).decode("ascii")
     css = (STATIC / "widget.css").read_text(encoding="utf-8")
     assert "</" not in css, "widget.css must not contain '</' (it is inlined in a <style> block)"
-    state = payload(trace, row=row, step=step, routing=routing)
-    prompt = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
-    page_title = title if title is not None else f"dgviz · {' '.join(prompt.split())[:80]}"
+    apps = "\n".join(
+        f'<div id="dgviz-app{suffix}" class="dgviz-app" data-dgviz-state="dgviz-data{suffix}">'
+        f'</div>\n<script type="application/json" id="dgviz-data{suffix}">'
+        f'{_script_json(state)}</script>'
+        for suffix, state in ((f"-{i}" if i else "", state) for i, state in enumerate(states)))
     doc = f"""<!doctype html>
 <html lang="en">
 <head>
@@ -121,8 +176,7 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
 <style>body {{ margin: 16px; background: #fff; }}</style>
 </head>
 <body>
-<div id="dgviz-app"></div>
-<script type="application/json" id="dgviz-data">{_script_json(state)}</script>
+{apps}
 <script type="application/json" id="dgviz-esm">{_script_json(esm_b64)}</script>
 <script type="module">{_SHIM}</script>
 </body>
@@ -134,4 +188,4 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
     return path
 
 
-__all__ = ["payload", "trace_to_html"]
+__all__ = ["payload", "trace_to_html", "traces_to_html"]

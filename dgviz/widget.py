@@ -30,6 +30,7 @@ from .trace import KEPT, NEW, RENOISED, Trace
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_BYTES = 16_000_000  # per widget, in the browser; Colab drops much larger comms
+SYNC_MODES = ("normalized", "forward_passes")
 
 # Per canvas chunk: (field, dtype policy). "id" means the narrowest dtype for the trace's ids.
 _CHUNK_FIELDS = (
@@ -216,6 +217,15 @@ class Timeline(anywidget.AnyWidget):
         at a time, as the playhead reaches it (the widget says so).
     routing:
         Send MoE routing (expert ids, weights, router entropy) if the trace has it.
+    sync:
+        A group name: every Timeline on the page with the same group scrubs and plays together
+        (see `synced`). ``None``: independent.
+    sync_mode:
+        ``"normalized"`` or ``"forward_passes"`` (see `Timeline.sync_mode`).
+    compact:
+        Show only a header line, the controls, the state legend and the canvas.
+    label:
+        Text for the header (e.g. the schedule's name), instead of the prompt.
     """
 
     _esm = STATIC / "widget.js"
@@ -233,14 +243,31 @@ class Timeline(anywidget.AnyWidget):
     selection = traitlets.Dict(allow_none=True, default_value=None).tag(sync=True)
     """The token last clicked in the widget, ``{"step", "canvas", "position"}``, or ``None``.
     Set by the front end (the playhead and hover stay in the browser)."""
+    sync = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    """Synchronized replay group: all views on the page with the same group scrub together
+    (in the browser, no kernel round trip). ``None``: not synced."""
+    sync_mode = traitlets.Enum(SYNC_MODES, default_value="normalized").tag(sync=True)
+    """How synced runs line up: ``"normalized"`` (the same fraction of each run's steps) or
+    ``"forward_passes"`` (the same decoder forward pass; a finished run shows its last step).
+    Changing it in any member's UI changes it for the whole group."""
+    compact = traitlets.Bool(False).tag(sync=True)
+    """Only a header line, the controls, the state legend and the canvas (no inspector,
+    explainer or routing panels): small enough to stack several runs."""
+    label = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    """A title for the header (shown as text), instead of the prompt."""
 
     def __init__(self, trace: Trace | None = None, *, row: int = 0, step: int = 0,
-                 max_bytes: int = DEFAULT_MAX_BYTES, routing: bool = True) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, routing: bool = True,
+                 sync: str | None = None, sync_mode: str = "normalized", compact: bool = False,
+                 label: str | None = None) -> None:
+        _check_sync(sync, sync_mode)
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"label must be a string or None (got {type(label).__name__}).")
         if trace is not None and not isinstance(trace, Trace):
             raise TypeError(f"Timeline needs a dgviz.Trace, got {type(trace).__name__}.")
         if not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive integer (got {max_bytes!r}).")
-        super().__init__()
+        super().__init__(sync=sync, sync_mode=sync_mode, compact=bool(compact), label=label)
         self._row = int(row)
         self._initial_step = int(step)
         self._max_bytes = max_bytes
@@ -456,6 +483,40 @@ class Timeline(anywidget.AnyWidget):
         return trace_to_html(self._trace, path, row=self._row, **kwargs)
 
 
+def _check_sync(sync: Any, sync_mode: Any) -> None:
+    if sync is not None and (not isinstance(sync, str) or not sync):
+        raise ValueError(f"sync must be a non-empty group name or None (got {sync!r}).")
+    if sync_mode not in SYNC_MODES:
+        raise ValueError(f"sync_mode must be one of {SYNC_MODES} (got {sync_mode!r}).")
+
+
+def synced(traces: Any, labels: Any = None, *, mode: str = "normalized", compact: bool = True,
+           group: str | None = None, row: int = 0) -> Any:
+    """Stacked Timelines of several runs that scrub and play together: an ``ipywidgets.VBox``.
+
+    ``traces`` is a sequence of `Trace` (e.g. one per schedule); ``labels`` names them in each
+    header (default ``"run 1"``, ``"run 2"``, …). ``mode`` is the initial `Timeline.sync_mode`
+    (switchable in the widget). ``group`` defaults to a fresh name, so two stacks do not move
+    each other. ``row`` is the batch row shown for every trace.
+    """
+    import uuid
+
+    import ipywidgets
+
+    traces = list(traces)
+    if not traces:
+        raise ValueError("synced() needs at least one trace.")
+    labels = [f"run {i + 1}" for i in range(len(traces))] if labels is None else list(labels)
+    if len(labels) != len(traces):
+        raise ValueError(f"{len(labels)} labels for {len(traces)} traces.")
+    _check_sync(group, mode)
+    group = group or f"dgviz-{uuid.uuid4().hex[:12]}"
+    views = [Timeline(t, row=row, sync=group, sync_mode=mode, compact=compact,
+                      label=None if lab is None else str(lab))
+             for t, lab in zip(traces, labels, strict=True)]
+    return ipywidgets.VBox(views)
+
+
 class _Stopped(Exception):
     """Raised inside the recorder's step callback to stop a live run."""
 
@@ -511,4 +572,5 @@ def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, interval: flo
     return widget.run(model, tokenizer, prompt, interval=interval, **record_kwargs)
 
 
-__all__ = ["Timeline", "canvas_payload", "chunk_bytes", "run_payload", "show"]
+__all__ = ["SYNC_MODES", "Timeline", "canvas_payload", "chunk_bytes", "run_payload", "show",
+           "synced"]

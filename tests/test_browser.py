@@ -359,3 +359,99 @@ def test_hostile_token_text_renders_as_text(page, tiny_trace, tmp_path):
     assert dialogs == []
     assert outside == []
     assert page.errors == []
+
+
+# ---------------------------------------------------------------------------- synced replay
+def _slide(widget, value: int) -> None:
+    """Move a range slider as a user does (value + input event)."""
+    widget.locator(".dgv-slider").evaluate(
+        "(el, v) => { el.value = String(v);"
+        " el.dispatchEvent(new Event('input', {bubbles: true})); }", value)
+
+
+def test_synced_runs_scrub_together_offline(page, tiny, tmp_path):
+    from playwright.sync_api import expect
+
+    import dgviz
+    from dgviz.html import traces_to_html
+
+    traces = [dgviz.record(*tiny, "the cat sat", seed=0, max_new_tokens=32, max_denoising_steps=k)
+              for k in (3, 5, 8)]
+    steps = [t.num_steps for t in traces]
+    assert len(set(steps)) == 3, steps
+    hostile = copy.copy(traces[1])
+    hostile.token_text = dict(traces[1].token_text)
+    hostile.token_text[int(traces[1].prompt_ids[0, -1])] = XSS  # shown in the grey context
+    traces[1] = hostile
+    labels = ["3 steps / canvas", "5 steps / canvas <b>bold?</b>", "8 steps / canvas"]
+    path = traces_to_html(traces, tmp_path / "compare.html", labels=labels)
+    outside = _offline(page)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(path.as_uri())
+    views = [page.locator(".dgv-root").nth(i) for i in range(3)]
+    expect(page.locator(".dgv-root")).to_have_count(3, timeout=20_000)
+    for w in views:
+        expect(w.locator(".dgv-tok")).to_have_count(16, timeout=20_000)
+        expect(w).to_have_attribute("data-step", "0")
+        expect(w).to_have_attribute("data-compact", "true")
+        expect(w.locator(".dgv-inspector")).to_be_hidden()
+    expect(views[1].locator(".dgv-title")).to_have_text(labels[1])  # as text, not markup
+    expect(views[1].locator(".dgv-context")).to_contain_text(XSS)
+
+    def at(expected):
+        for w, s in zip(views, expected, strict=True):
+            expect(w).to_have_attribute("data-step", str(s))
+
+    # normalized: the slider runs over the longest run's steps; the same fraction everywhere
+    longest = max(steps) - 1
+    _slide(views[0], longest)
+    at([n - 1 for n in steps])
+    _slide(views[2], longest // 2)
+    at([round(longest // 2 / longest * (n - 1)) for n in steps])
+    views[1].focus()
+    page.keyboard.press("Home")
+    at([0, 0, 0])
+    page.keyboard.press("ArrowRight")  # one step of the 10-step run = 1/9 of the way
+    at([round(1 / (steps[1] - 1) * (n - 1)) for n in steps])
+
+    # forward passes: switched from one member's UI, every member follows
+    views[2].locator(".dgv-syncmode").select_option("forward_passes")
+    for w in views:
+        expect(w).to_have_attribute("data-sync-mode", "forward_passes")
+    _slide(views[0], 4)
+    at([min(4, n - 1) for n in steps])
+    _slide(views[1], 9)  # the 6-step run has finished: it shows its last step
+    at([min(9, n - 1) for n in steps])
+    expect(views[0].locator(".dgv-steplabel")).to_contain_text(f"step {steps[0]}/{steps[0]}")
+    _slide(views[2], max(steps) - 1)
+    at([n - 1 for n in steps])
+    # a click on a token in compact mode is harmless
+    views[0].locator('.dgv-tok[data-pos="3"]').click()
+    _shot(page, "browser-compare.png")
+    # back to normalized from another member
+    views[0].locator(".dgv-syncmode").select_option("normalized")
+    for w in views:
+        expect(w).to_have_attribute("data-sync-mode", "normalized")
+    _slide(views[1], 0)
+    at([0, 0, 0])
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator("img").count() == 0
+    assert page.locator("b").count() == 0
+    assert dialogs == []
+    assert outside == []
+    assert page.errors == []
+
+    # the docs image: the same three runs without the hostile token, a third of the way through
+    clean = [traces[0], dgviz.record(*tiny, "the cat sat", seed=0, max_new_tokens=32,
+                                     max_denoising_steps=5), traces[2]]
+    names = [f"max_denoising_steps={k} ({t.num_steps} steps)" for k, t in zip((3, 5, 8), clean,
+                                                                           strict=True)]
+    doc = traces_to_html(clean, tmp_path / "doc.html", labels=names)
+    page.set_viewport_size({"width": 1000, "height": 300})
+    page.goto(doc.as_uri())
+    expect(page.locator(".dgv-root").nth(2).locator(".dgv-tok")).to_have_count(16, timeout=20_000)
+    _slide(page.locator(".dgv-root").nth(2), 5)
+    expect(page.locator(".dgv-root").nth(0)).to_have_attribute("data-step", "2")
+    page.screenshot(path=str(ROOT / "docs" / "images" / "widget-compare.png"), full_page=True)
+    assert page.errors == []

@@ -327,3 +327,108 @@ def test_html_drops_routing_over_the_cap(tiny_trace, tmp_path):
     with (pytest.raises(ValueError, match="exceeds max_bytes"),
           pytest.warns(UserWarning, match="leaves routing out")):
         trace_to_html(tiny_trace, tmp_path / "b.html", max_bytes=1000)
+
+
+# ---------------------------------------------------------------------------- synced replay
+def test_sync_compact_label_traits(tiny_trace):
+    from traitlets import TraitError
+
+    w = Timeline(tiny_trace)
+    assert (w.sync, w.sync_mode, w.compact, w.label) == (None, "normalized", False, None)
+    w = Timeline(tiny_trace, sync="g", sync_mode="forward_passes", compact=True, label=XSS)
+    assert (w.sync, w.sync_mode, w.compact, w.label) == ("g", "forward_passes", True, XSS)
+    state = w.get_state()
+    assert state["sync"] == "g"
+    assert state["sync_mode"] == "forward_passes"
+    assert state["compact"] is True
+    assert state["label"] == XSS
+    w.sync_mode = "normalized"
+    with pytest.raises(TraitError):
+        w.sync_mode = "wall_clock"
+    with pytest.raises(ValueError, match="sync_mode"):
+        Timeline(tiny_trace, sync="g", sync_mode="steps")
+    with pytest.raises(ValueError, match="group name"):
+        Timeline(tiny_trace, sync="")
+    with pytest.raises(TypeError, match="label"):
+        Timeline(tiny_trace, label=3)
+
+
+def test_synced_stacks_timelines_in_one_fresh_group(tiny_trace):
+    import ipywidgets
+
+    from dgviz.widget import synced
+
+    box = synced([tiny_trace, tiny_trace, tiny_trace], ["a", "b", "c"], mode="forward_passes")
+    assert isinstance(box, ipywidgets.VBox)
+    views = list(box.children)
+    assert [v.label for v in views] == ["a", "b", "c"]
+    assert len({v.sync for v in views}) == 1
+    assert views[0].sync
+    assert all(v.compact and v.sync_mode == "forward_passes" for v in views)
+    other = synced([tiny_trace])
+    assert other.children[0].sync != views[0].sync  # two stacks do not move each other
+    assert other.children[0].label == "run 1"
+    assert synced([tiny_trace], group="mine", compact=False).children[0].compact is False
+    with pytest.raises(ValueError, match="labels"):
+        synced([tiny_trace, tiny_trace], ["only one"])
+    with pytest.raises(ValueError, match="sync_mode"):
+        synced([tiny_trace], mode="bogus")
+    with pytest.raises(ValueError, match="at least one"):
+        synced([])
+
+
+def test_traces_to_html_embeds_each_run_once_and_the_bundle_once(tiny, tiny_trace, tmp_path):
+    from dgviz.html import traces_to_html
+    from dgviz.widget import STATIC
+
+    short = dgviz.record(*tiny, "the cat sat", seed=0, max_new_tokens=32, max_denoising_steps=3)
+    hostile = copy.copy(tiny_trace)
+    hostile.token_text = dict(tiny_trace.token_text)
+    hostile.token_text[int(tiny_trace.final_tokens[0, 0, 0])] = XSS
+    hostile.token_text[int(tiny_trace.final_tokens[0, 0, 1])] = BREAKOUT
+    labels = ["short", BREAKOUT, "<b>x</b> & y"]
+    path = traces_to_html([short, hostile, tiny_trace], tmp_path / "c.html", labels=labels,
+                          title=XSS)
+    text = path.read_text(encoding="utf-8")
+    for bad in (XSS, BREAKOUT, "<img", "<b>"):
+        assert bad not in text
+    assert "default-src 'none'" in text
+    blocks = _script_blocks(text)
+    assert [attrs.strip() for attrs, _ in blocks] == [
+        'type="application/json" id="dgviz-data"', 'type="application/json" id="dgviz-data-1"',
+        'type="application/json" id="dgviz-data-2"', 'type="application/json" id="dgviz-esm"',
+        'type="module"']
+    assert text.count("</script>") == 5
+    assert base64.b64decode(json.loads(blocks[3][1])) == (STATIC / "widget.js").read_bytes()
+    assert text.count(json.loads(blocks[3][1])) == 1  # one copy of the bundle
+    states = [json.loads(b) for _, b in blocks[:3]]
+    assert [s["label"] for s in states] == labels  # data intact, just escaped
+    assert {s["sync"] for s in states} == {"page"}
+    assert all(s["compact"] and s["sync_mode"] == "normalized" for s in states)
+    assert [s["_run"]["shape"]["steps"] for s in states] == [
+        short.num_steps, tiny_trace.num_steps, tiny_trace.num_steps]
+    assert states[1]["_tokens"][str(int(tiny_trace.final_tokens[0, 0, 0]))] == XSS
+    assert text.count('data-dgviz-state="') == 3
+    # unsynced, full views, forward-pass mode
+    free = traces_to_html([short], tmp_path / "d.html", sync=False, compact=False,
+                          mode="forward_passes")
+    state = json.loads(_script_blocks(free.read_text())[0][1])
+    assert (state["sync"], state["compact"], state["label"]) == (None, False, "run 1")
+    assert state["sync_mode"] == "forward_passes"
+    with pytest.raises(ValueError, match="labels"):
+        traces_to_html([short], tmp_path / "e.html", labels=["a", "b"])
+    with pytest.raises(ValueError, match="mode"):
+        traces_to_html([short], tmp_path / "e.html", mode="wall")
+    with pytest.raises(ValueError, match="at least one"):
+        traces_to_html([], tmp_path / "e.html")
+    with pytest.raises(TypeError):
+        traces_to_html([short, "not a trace"], tmp_path / "e.html")
+
+
+def test_bundle_has_the_sync_registry_and_no_inner_html():
+    from dgviz.widget import STATIC
+
+    js = (STATIC / "widget.js").read_text()
+    assert "dgviz.sync-groups.v1" in js
+    assert "innerHTML" not in js
+    assert "insertAdjacentHTML" not in js

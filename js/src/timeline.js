@@ -64,3 +64,58 @@ export function advance({ step, carry }, dtMs, speed, n) {
   const playing = next < n - 1;
   return { step: next, carry: playing ? total - whole : 0, playing };
 }
+
+// ---------------------------------------------------------------- synchronized replay
+// Several runs share one position on a common axis. Two modes:
+//  "normalized":      position in [0, 1] = fraction of each run's own steps (step / (steps - 1)).
+//  "forward_passes":  position = 0-based index of the decoder forward pass. A step costs one
+//                     pass when the row was active (`active` in the run payload), none after it
+//                     finished; a run that has used all its passes shows its last step.
+export const SYNC_MODES = ["normalized", "forward_passes"];
+
+/** {steps, before: Int32Array (passes before each step), passes (total)} from `active`. */
+export function stepsInfo(active, steps = active.length) {
+  const before = new Int32Array(steps);
+  let total = 0;
+  for (let s = 0; s < steps; s++) { before[s] = total; total += active[s] ? 1 : 0; }
+  return { steps, before, passes: total };
+}
+
+/** A run's step at a shared position (clamped: before the start -> 0, past its end -> last). */
+export function stepAt(position, mode, info) {
+  const n = info.steps;
+  if (!n) return 0;
+  if (!Number.isFinite(position)) return 0;
+  if (mode === "forward_passes") {
+    // the last step whose pass index is <= position (binary search: `before` is non-decreasing)
+    let lo = 0, hi = n - 1;
+    if (position < info.before[0]) return 0;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (info.before[mid] <= position) lo = mid; else hi = mid - 1;
+    }
+    // a finished row's trailing inactive steps share one pass index: show the last step
+    return lo;
+  }
+  return n > 1 ? clamp(Math.round(clamp(position, 0, 1) * (n - 1)), 0, n - 1) : 0;
+}
+
+/** A run's step -> the shared position (inverse of stepAt on the run's own steps). */
+export function positionOf(step, mode, info) {
+  const n = info.steps;
+  if (!n) return 0;
+  const s = clamp(step, 0, n - 1);
+  if (mode === "forward_passes") return info.before[s];
+  return n > 1 ? s / (n - 1) : 0;
+}
+
+/** Length of the shared axis for a group: [min, max, resolution] for a range slider. */
+export function syncExtent(mode, infos) {
+  if (mode === "forward_passes") {
+    const last = Math.max(0, ...infos.map((i) => (i.steps ? i.before[i.steps - 1] : 0)));
+    return { max: last, scale: 1 };
+  }
+  // normalized: as many slider stops as the longest run has steps (each step reachable)
+  const longest = Math.max(1, ...infos.map((i) => i.steps));
+  return { max: Math.max(1, longest - 1), scale: Math.max(1, longest - 1) };
+}

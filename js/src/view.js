@@ -3,7 +3,8 @@
 import { readChunk, readRun, shownToken, tokenText, history, expertsAt, topExpert, topWeight, formatBytes } from "./data.js";
 import { tokenStyle, expertStyle, expertColor, STATE_NAMES, NEW, textColorFor } from "./colors.js";
 import { displayText, visible, clip } from "./layout.js";
-import { locate, stepBy, jumpCanvas, advance, clamp, fractionToStep } from "./timeline.js";
+import { locate, stepBy, jumpCanvas, advance, clamp, fractionToStep, stepsInfo, stepAt, positionOf, syncExtent, SYNC_MODES } from "./timeline.js";
+import { joinGroup } from "./sync.js";
 import { explainStep, expertLoad } from "./explain.js";
 
 const SPEEDS = [1, 2, 4, 8, 16];
@@ -70,13 +71,102 @@ export class TimelineView {
     on("change:_tokens", () => { this.loadTokens(); this.shownCanvas = -1; this.render(); }); // context text too
     on("change:status", () => this.renderStatus());
     on("change:error", () => this.renderStatus());
+    on("change:compact", () => { this.applyCompact(); this.render(); });
+    on("change:label", () => this.render());
+    on("change:sync_mode", () => { // from Python (a member's own change is already the group's mode)
+      const mode = this.model.get("sync_mode");
+      if (this.sync && mode !== this.sync.mode && SYNC_MODES.includes(mode)) { this.sync.setMode(mode); this.broadcastStep(); }
+    });
+    on("change:sync", () => { this.leaveSync(); this.joinSync(); this.render(); });
+    this.applyCompact();
     this.loadRun(true);
     this.loadChunks();
     this.loadTokens();
+    this.joinSync();
+    this.render();
+  }
+
+  // ------------------------------------------------------------------ synchronized replay
+  applyCompact() {
+    this.compact = Boolean(this.model.get("compact"));
+    this.root.classList.toggle("dgv-compact", this.compact);
+    this.root.dataset.compact = String(this.compact);
+  }
+
+  joinSync() {
+    const name = this.model.get("sync");
+    this.sync = null;
+    if (typeof name !== "string" || !name) { this.syncSel.style.display = "none"; delete this.root.dataset.sync; return; }
+    this.syncMember = {
+      info: () => this.syncInfo(),
+      onPosition: (position) => this.applyPosition(position),
+      onMode: (mode) => this.applyMode(mode),
+      refresh: () => { if (this.run && this.run.steps) this.renderControls(); },
+    };
+    this.sync = joinGroup(name, this.syncMember, this.model.get("sync_mode"));
+    this.root.dataset.sync = name;
+    this.syncSel.style.display = "";
+    this.applyMode(this.sync.mode);
+    if (this.sync.position !== null) this.applyPosition(this.sync.position);
+  }
+
+  leaveSync() {
+    if (this.sync) this.sync.leave();
+    this.sync = null;
+  }
+
+  /** Forward passes per step of this run (cached per run payload). */
+  syncInfo() {
+    if (!this.run || !this.run.steps) return null;
+    if (!this.stepsInfo || this.stepsInfo.run !== this.run) this.stepsInfo = { run: this.run, info: stepsInfo(this.run.a.active, this.run.steps) };
+    return this.stepsInfo.info;
+  }
+
+  syncPosition() { return this.syncPos ?? positionOf(this.ui.step, this.sync.mode, this.syncInfo()); }
+
+  extent() { return syncExtent(this.sync.mode, this.sync.infos()); }
+
+  /** Another member moved: show this run's step at the shared position (without re-broadcasting). */
+  applyPosition(position) {
+    this.pause();
+    this.syncPos = position;
+    const info = this.syncInfo();
+    if (!info) return;
+    this.ui.step = stepAt(position, this.sync.mode, info);
+    this.ui.follow = false;
+    this.render();
+  }
+
+  applyMode(mode) {
+    if (!SYNC_MODES.includes(mode)) return;
+    this.syncPos = null;
+    if (this.syncSel.value !== mode) this.syncSel.value = mode;
+    this.root.dataset.syncMode = mode;
+    if (this.model.get("sync_mode") !== mode) {
+      try { this.model.set("sync_mode", mode); this.model.save_changes(); } catch (_) { /* no kernel */ }
+    }
+    if (this.run && this.run.steps) this.renderControls();
+  }
+
+  broadcastStep() {
+    if (!this.sync || !this.syncInfo()) return;
+    this.syncPos = positionOf(this.ui.step, this.sync.mode, this.syncInfo());
+    this.sync.broadcast(this.syncPos);
+  }
+
+  /** The slider of a synced view is on the shared axis: value / scale is the position. */
+  setSliderValue(value) {
+    const { scale } = this.extent();
+    const position = value / scale;
+    this.syncPos = position;
+    this.ui.step = stepAt(position, this.sync.mode, this.syncInfo());
+    this.ui.follow = false;
+    this.sync.broadcast(position);
     this.render();
   }
 
   destroy() {
+    this.leaveSync();
     cancelAnimationFrame(this.raf);
     clearTimeout(this.idleTimer);
     for (const d of this.disposers) d();
@@ -164,7 +254,19 @@ export class TimelineView {
 
     this.playBtn = btn("\u25b6 Play", "Play / pause (space)", () => this.togglePlay(), "dgv-play");
     this.slider = h("input", { type: "range", class: "dgv-slider", min: 0, max: 0, step: 1, value: 0, "aria-label": "step" });
-    this.slider.addEventListener("input", () => { this.pause(); this.setStep(Number(this.slider.value)); });
+    this.slider.addEventListener("input", () => {
+      this.pause();
+      if (this.sync && this.syncInfo()) this.setSliderValue(Number(this.slider.value));
+      else this.setStep(Number(this.slider.value));
+    });
+    this.syncSel = h("select", { class: "dgv-syncmode", title: "Synchronized runs: align them by the fraction of each run's steps, or by decoder forward passes" },
+      h("option", { value: "normalized" }, "sync: fraction of steps"), h("option", { value: "forward_passes" }, "sync: forward passes"));
+    this.syncSel.style.display = "none";
+    this.syncSel.addEventListener("change", () => {
+      if (!this.sync) return;
+      this.sync.setMode(this.syncSel.value);
+      this.broadcastStep();
+    });
     this.stepLabel = h("span", { class: "dgv-steplabel" });
     this.speedSel = h("select", { class: "dgv-speed", title: "Playback speed (steps per second)" },
       ...SPEEDS.map((s) => h("option", { value: s }, `${s} steps/s`)));
@@ -182,11 +284,11 @@ export class TimelineView {
     this.modeSel.addEventListener("change", () => { this.ui.mode = this.modeSel.value; this.invalidateTokens(); this.render(); });
 
     const controls = h("div", { class: "dgv-controls" },
-      btn("\u00ab canvas", "Previous canvas (Page Up / Shift+\u2190)", () => this.jump(-1)),
+      btn("\u00ab canvas", "Previous canvas (Page Up / Shift+\u2190)", () => this.jump(-1), "dgv-canvasjump"),
       btn("\u2039 step", "Previous step (\u2190)", () => this.nudge(-1)),
       this.playBtn,
       btn("step \u203a", "Next step (\u2192)", () => this.nudge(1)),
-      btn("canvas \u00bb", "Next canvas (Page Down / Shift+\u2192)", () => this.jump(1)),
+      btn("canvas \u00bb", "Next canvas (Page Down / Shift+\u2192)", () => this.jump(1), "dgv-canvasjump"),
       this.slider, this.stepLabel);
     const options = h("div", { class: "dgv-options" }, this.speedSel, this.canvasSel, this.modeSel, this.colorSel, this.layerSel);
     this.strip = h("div", { class: "dgv-strip", title: "Global timeline: one segment per canvas (click to jump)" });
@@ -207,7 +309,7 @@ export class TimelineView {
     this.routing = h("div", { class: "dgv-routing" });
 
     this.root = h("div", { class: "dgv-root", tabindex: 0 },
-      h("div", { class: "dgv-header" }, this.title, this.statusEl, this.stopBtn),
+      h("div", { class: "dgv-header" }, this.title, this.statusEl, this.syncSel, this.stopBtn),
       this.facts, this.errorEl, controls, this.strip, options, this.legend,
       h("div", { class: "dgv-main" }, h("div", { class: "dgv-left" }, this.canvasBox, this.note), this.inspector),
       h("div", { class: "dgv-bottom" }, this.explainer, this.routing));
@@ -315,6 +417,7 @@ export class TimelineView {
     if (!this.run || !this.run.steps) return;
     this.ui.step = clamp(step, 0, this.run.steps - 1);
     this.ui.follow = this.ui.step === this.run.steps - 1;
+    if (this.sync) this.broadcastStep();
     this.render();
   }
 
@@ -324,6 +427,7 @@ export class TimelineView {
   togglePlay() { if (this.ui.playing) this.pause(); else this.play(); }
 
   play() {
+    if (this.sync && this.syncInfo()) return this.playSynced();
     if (!this.run || this.run.steps < 2) return;
     if (this.ui.step >= this.run.steps - 1) this.setStep(0);
     this.ui.playing = true;
@@ -334,6 +438,27 @@ export class TimelineView {
       last = now;
       carry = next.carry;
       if (next.step !== this.ui.step) this.setStep(next.step);
+      if (!next.playing) { this.pause(); return; }
+      this.raf = requestAnimationFrame(tick);
+    };
+    this.raf = requestAnimationFrame(tick);
+    this.renderControls();
+  }
+
+  /** Synced playback moves the shared axis (so the longest run plays to its end). */
+  playSynced() {
+    const { max, scale } = this.extent();
+    if (max < 1) return;
+    let value = Math.round(this.syncPosition() * scale);
+    if (value >= max) { value = 0; this.setSliderValue(0); }
+    this.ui.playing = true;
+    let last = performance.now(), carry = 0;
+    const tick = (now) => {
+      if (!this.ui.playing) return;
+      const next = advance({ step: value, carry }, now - last, this.ui.speed, max + 1);
+      last = now;
+      carry = next.carry;
+      if (next.step !== value) { value = next.step; this.setSliderValue(value); }
       if (!next.playing) { this.pause(); return; }
       this.raf = requestAnimationFrame(tick);
     };
@@ -370,9 +495,11 @@ export class TimelineView {
     if (this.shownCanvas !== loc.canvas) this.buildCanvas(loc.canvas, chunk);
     this.renderTokens(chunk, loc.local);
     this.renderLegend();
-    this.renderInspector();
-    this.renderExplainer(chunk, loc);
-    this.renderRouting(chunk, loc);
+    if (!this.compact) { // compact: header, canvas and legend only (stacks of 5-8 runs)
+      this.renderInspector();
+      this.renderExplainer(chunk, loc);
+      this.renderRouting(chunk, loc);
+    }
     this.root.dataset.step = String(this.ui.step);
     this.root.dataset.canvas = String(loc.canvas);
     this.root.dataset.localStep = String(loc.local);
@@ -392,7 +519,9 @@ export class TimelineView {
   renderHeader() {
     const info = this.run.info;
     const prompt = (info.prompt_text || "").replace(/\s+/g, " ").trim();
-    setText(this.title, `dgviz \u00b7 ${clip(prompt || "canvas timeline", 70)}`);
+    const label = this.model.get("label");
+    setText(this.title, label ? clip(String(label), 120) : `dgviz \u00b7 ${clip(prompt || "canvas timeline", 70)}`);
+    this.title.title = label ? String(label) : prompt;
     const s = info.settings || {};
     const bits = [info.model_name, s.sampler, Number.isFinite(s.entropy_bound) ? `entropy bound ${s.entropy_bound}` : null,
       `${this.run.bounds.length} canvas(es) \u00d7 ${this.run.length} positions`, `${this.run.steps} steps`,
@@ -409,15 +538,28 @@ export class TimelineView {
 
   renderControls() {
     const n = this.run ? this.run.steps : 0;
-    if (this.slider.max !== String(Math.max(0, n - 1))) this.slider.max = String(Math.max(0, n - 1));
-    if (this.slider.value !== String(this.ui.step)) this.slider.value = String(this.ui.step);
+    const synced = Boolean(this.sync && this.syncInfo());
+    let max = Math.max(0, n - 1), value = this.ui.step;
+    if (synced) { // the slider shows the shared axis
+      const ext = this.extent();
+      max = ext.max;
+      value = clamp(Math.round(this.syncPosition() * ext.scale), 0, max);
+      this.root.dataset.syncPosition = String(this.syncPosition());
+    }
+    if (this.slider.max !== String(max)) this.slider.max = String(max);
+    if (this.slider.value !== String(value)) this.slider.value = String(value);
     setText(this.playBtn, this.ui.playing ? "\u23f8 Pause" : "\u25b6 Play");
     this.root.dataset.playing = String(this.ui.playing);
     if (!n) return;
     const loc = this.loc();
     // transformers counts a canvas's steps down N..1: after this step at most remaining - 1 follow
     const more = this.run.a.step_remaining[this.ui.step] - 1;
-    setText(this.stepLabel, `step ${this.ui.step + 1}/${n} \u00b7 canvas ${loc.canvas + 1}/${this.run.bounds.length}, step ${loc.local + 1}/${loc.count} (budget: ${more} more)`);
+    const info = synced ? this.syncInfo() : null;
+    const passes = info ? ` \u00b7 forward pass ${Math.min(info.before[this.ui.step] + 1, info.passes)}/${info.passes}` : "";
+    setText(this.stepLabel, this.compact
+      ? `step ${this.ui.step + 1}/${n}${passes} \u00b7 canvas ${loc.canvas + 1}/${this.run.bounds.length}`
+      : `step ${this.ui.step + 1}/${n} \u00b7 canvas ${loc.canvas + 1}/${this.run.bounds.length}, step ${loc.local + 1}/${loc.count} (budget: ${more} more)${passes}`);
+    this.root.dataset.step = String(this.ui.step);
     if (this.canvasSel.value !== String(loc.canvas)) this.canvasSel.value = String(loc.canvas);
     this.renderStrip(loc);
   }
@@ -542,7 +684,7 @@ export class TimelineView {
 
   // ------------------------------------------------------------------ inspector
   renderInspector() {
-    if (!this.run || !this.run.steps) return;
+    if (!this.run || !this.run.steps || this.compact) return;
     const pos = this.ui.pinned ?? this.ui.hover;
     const loc = this.loc();
     const chunk = this.chunks.has(loc.canvas) ? this.chunkFor(loc.canvas) : undefined;
