@@ -255,6 +255,53 @@ def test_jupyterlab_replays_scrubs_inspects_and_runs_live(lab, page, tiny_trace)
     assert page.errors == []
 
 
+def test_jupyterlab_synced_timelines_move_together(lab, page):
+    """Synced views in JupyterLab: anywidget may import the bundle once per widget, and the views
+    must still find each other (the registry is page-wide); the mode switch reaches Python."""
+    from playwright.sync_api import expect
+
+    cells = [
+        "import dgviz\nfrom dgviz.testing import tiny_model\nfrom dgviz.widget import synced\n"
+        "trace = dgviz.load_trace('tiny.dgtrace')\n"
+        "short = dgviz.record(*tiny_model(), 'the cat sat', seed=0, max_new_tokens=32,\n"
+        "                     max_denoising_steps=3)\n"
+        "box = synced([trace, short], ['long', 'short'])\nbox",
+        "print('MODES', [v.sync_mode for v in box.children])",
+        "box.children[0].sync_mode = 'normalized'",
+    ]
+    (lab["root"] / "t3.ipynb").write_text(json.dumps(_notebook(cells)))
+    page.goto(f"{lab['base']}/lab/tree/t3.ipynb?token={TOKEN}&reset")
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Python 3 (ipykernel) | Idle",
+                                                               timeout=90_000)
+    page.locator(".jp-Cell").nth(0).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    views = [page.locator(".jp-OutputArea-output .dgv-root").nth(i) for i in range(2)]
+    for w in views:
+        expect(w.locator(".dgv-tok")).to_have_count(16, timeout=60_000)
+        expect(w).to_have_attribute("data-compact", "true")
+    expect(views[1].locator(".dgv-title")).to_have_text("short")
+    _slide(views[0], 23)
+    expect(views[1]).to_have_attribute("data-step", "5")
+    _slide(views[1], 0)
+    expect(views[0]).to_have_attribute("data-step", "0")
+    views[1].locator(".dgv-syncmode").select_option("forward_passes")
+    expect(views[0]).to_have_attribute("data-sync-mode", "forward_passes")
+    _slide(views[0], 9)
+    expect(views[1]).to_have_attribute("data-step", "5")  # finished after 6 passes
+    expect(views[0]).to_have_attribute("data-step", "9")
+    cell = page.locator(".jp-Cell").nth(1)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expect(cell.locator(".jp-OutputArea-output")).to_contain_text(
+        "MODES ['forward_passes', 'forward_passes']", timeout=30_000)
+    page.keyboard.press("Shift+Enter")  # now in cell 2: Python switches the mode back
+    for w in views:
+        expect(w).to_have_attribute("data-sync-mode", "normalized", timeout=30_000)
+    _shot(page, "browser-lab-synced.png")
+    ours = [e for e in page.errors if re.search(r"blob:|anywidget|dgv", e)]
+    assert ours == [], ours
+
+
 def test_notebook7_renders_and_steps(lab, page):
     from playwright.sync_api import expect
 
