@@ -473,6 +473,13 @@ def test_synced_runs_scrub_together_offline(page, tiny, tmp_path):
     expect(views[0].locator(".dgv-steplabel")).to_contain_text(f"step {steps[0]}/{steps[0]}")
     _slide(views[2], max(steps) - 1)
     at([n - 1 for n in steps])
+    # Play in the shortest run plays the shared axis: the longest run plays to its end too
+    _slide(views[0], 0)
+    at([0, 0, 0])
+    views[0].locator(".dgv-play").click()
+    expect(views[2]).to_have_attribute("data-step", str(steps[2] - 1), timeout=15_000)
+    at([n - 1 for n in steps])
+    expect(views[0]).to_have_attribute("data-playing", "false")
     # a click on a token in compact mode is harmless
     views[0].locator('.dgv-tok[data-pos="3"]').click()
     _shot(page, "browser-compare.png")
