@@ -136,9 +136,11 @@ def test_bad_task_name_lists_valid_names():
 
 # --- quality floors (well below the bars in docs/demo-model.md) and routing -------------------
 
-# (exact-answer rate, per-position accuracy): floors far below the measured numbers in
-# docs/demo-model.md, and far above what an untrained model reaches (about 0% and 10%).
-FLOORS = {"sudoku": (0.0, 0.5), "addition": (0.0, 0.1), "brackets": (0.0, 0.2), "pets": (0.0, 0.4)}
+# (exact-answer rate, per-position accuracy), well below the numbers measured on 500 items in
+# docs/demo-model.md (sudoku-30 8% / 83%, pets 98% / 99.9%, brackets 3% / 27%, addition 0% / 20%).
+# The undertrained checkpoint has not learned addition or brackets: their floors only check that
+# the answers keep the right shape; sudoku cells and pets sentences are far above chance.
+FLOORS = {"sudoku": (0.0, 0.6), "addition": (0.0, 0.1), "brackets": (0.0, 0.15), "pets": (0.75, 0.95)}
 
 
 def test_small_evaluation_and_routing_balance(model_and_tokenizer):

@@ -25,7 +25,6 @@ DEFAULT_SUITE = [
     ("sudoku", {"blanks": 20}),
     ("sudoku", {"blanks": 30}),
     ("sudoku", {"blanks": 40}),
-    ("sudoku", {"blanks": 50}),
     ("addition", {}),
     ("brackets", {}),
     ("pets", {}),
@@ -228,7 +227,7 @@ def main(argv=None):
     parser.add_argument("--tasks", nargs="*", default=None, help="subset of tasks")
     parser.add_argument("--all-settings", action="store_true",
                         help="also run the non-default sampler settings")
-    parser.add_argument("--settings-n", type=int, default=200,
+    parser.add_argument("--settings-n", type=int, default=100,
                         help="items per row for the non-default settings")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args(argv)
