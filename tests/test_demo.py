@@ -1,4 +1,4 @@
-"""The shipped demo model: task scorers, tokenizer, offline loading, quality floors, routing, training."""
+"""The shipped demo model: scorers, tokenizer, offline loading, floors, routing, training."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419.
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny ops; on a shared machine a second thread mostly waits on barriers
+    torch.set_num_threads(1)  # tiny ops; on a busy machine a second thread waits on barriers
     yield demo_model()
     torch.set_num_threads(threads)
 
@@ -41,7 +41,8 @@ def test_sudoku_scoring_hand_made():
     assert len(sudoku.parse("")) == 81
     # A valid grid that ignores the givens is not a solution of this puzzle.
     other = sudoku.generate(1, seed=3)[0].solution
-    assert sudoku.is_valid_solution(other) and sudoku.score(item, other) == 0.0
+    assert sudoku.is_valid_solution(other)
+    assert sudoku.score(item, other) == 0.0
     assert sudoku.position_accuracy(item, SOLVED) == 1.0
 
 
@@ -62,12 +63,17 @@ def test_sudoku_prompt_and_generator():
 
 def test_other_tasks_hand_made():
     add = addition.Item(999, 1)
-    assert addition.prompt(add) == "add 999+1" and addition.answer(add) == "1000"
-    assert addition.score(add, "1000") == 1.0 and addition.score(add, "0100") == 0.0
-    assert addition.score(add, "100") == 0.0 and addition.parse(" 1000 junk") == "1000"
+    assert addition.prompt(add) == "add 999+1"
+    assert addition.answer(add) == "1000"
+    assert addition.score(add, "1000") == 1.0
+    assert addition.score(add, "0100") == 0.0
+    assert addition.score(add, "100") == 0.0
+    assert addition.parse(" 1000 junk") == "1000"
     close = brackets.Item("([{<")
-    assert brackets.prompt(close) == "close ([{<" and brackets.answer(close) == ">}])"
-    assert brackets.score(close, ">}])") == 1.0 and brackets.score(close, ">})]") == 0.0
+    assert brackets.prompt(close) == "close ([{<"
+    assert brackets.answer(close) == ">}])"
+    assert brackets.score(close, ">}])") == 1.0
+    assert brackets.score(close, ">})]") == 0.0
     assert pets.answer(pets.Item("tom", 3, "mouse")) == "tom has three mice."
     assert pets.answer(pets.Item("ada", 1, "fox")) == "ada has one fox."
     assert pets.answer(pets.Item("ivy", 0, "sheep")) == "ivy has no sheep."
@@ -106,12 +112,15 @@ def test_tokenizer_round_trip_and_chat_template(model_and_tokenizer):
 def test_checkpoint_files_are_small_and_pickle_free(model_and_tokenizer):
     model, _ = model_and_tokenizer
     files = {path.name: path.stat().st_size for path in CHECKPOINT_DIR.iterdir()}
-    assert "model.safetensors" in files and "tokenizer.json" in files
+    assert "model.safetensors" in files
+    assert "tokenizer.json" in files
     assert not [name for name in files if name.endswith((".bin", ".pkl", ".pt", ".pth"))]
     assert sum(files.values()) <= 30 * 2**20
     text_config = model.config.text_config
-    assert text_config.num_experts >= 8 and text_config.top_k_experts == 2
-    assert json.loads((CHECKPOINT_DIR / "config.json").read_text())["model_type"] == "diffusion_gemma"
+    assert text_config.num_experts >= 8
+    assert text_config.top_k_experts == 2
+    saved_config = json.loads((CHECKPOINT_DIR / "config.json").read_text())
+    assert saved_config["model_type"] == "diffusion_gemma"
 
 
 def test_loads_offline():
@@ -140,7 +149,9 @@ def test_bad_task_name_lists_valid_names():
 # docs/demo-model.md (sudoku-30 8% / 83%, pets 98% / 99.9%, brackets 3% / 27%, addition 0% / 20%).
 # The undertrained checkpoint has not learned addition or brackets: their floors only check that
 # the answers keep the right shape; sudoku cells and pets sentences are far above chance.
-FLOORS = {"sudoku": (0.0, 0.6), "addition": (0.0, 0.1), "brackets": (0.0, 0.15), "pets": (0.75, 0.95)}
+FLOORS = {
+    "sudoku": (0.0, 0.6), "addition": (0.0, 0.1), "brackets": (0.0, 0.15), "pets": (0.75, 0.95),
+}
 
 
 def test_small_evaluation_and_routing_balance(model_and_tokenizer):
@@ -189,7 +200,8 @@ def test_training_steps_decrease_the_loss():
     model = DiffusionGemmaForBlockDiffusion(build_config(hidden_size=32, num_layers=2))
     model.train()
     tokenizer = build_tokenizer()
-    batch = encode_batch(tokenizer, sample_items(random.Random(0), 8, 0.0), model.config.canvas_length)
+    items = sample_items(random.Random(0), 8, 0.0)
+    batch = encode_batch(tokenizer, items, model.config.canvas_length)
     recorder = RouterRecorder([layer.router for layer in model.model.decoder.layers])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     totals = []

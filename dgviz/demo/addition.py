@@ -1,4 +1,7 @@
-"""Multi-digit addition: ``add 4821+977`` -> ``5798``. Carries make later digits decide earlier ones."""
+"""Multi-digit addition: ``add 4821+977`` -> ``5798``.
+
+Carries make later digits decide earlier ones.
+"""
 
 from __future__ import annotations
 
@@ -53,4 +56,4 @@ def score(item: Item, text: str) -> float:
 
 def position_accuracy(item: Item, text: str) -> float:
     expected, got = answer(item), parse(text)
-    return sum(e == g for e, g in zip(expected, got)) / len(expected)
+    return sum(e == g for e, g in zip(expected, got, strict=False)) / len(expected)

@@ -1,4 +1,4 @@
-"""Close nested brackets: ``close ([{<(`` -> ``)>}])``, the opened brackets closed innermost first."""
+"""Close nested brackets: ``close ([{<(`` -> ``)>}])``, innermost first."""
 
 from __future__ import annotations
 
@@ -44,4 +44,4 @@ def score(item: Item, text: str) -> float:
 
 def position_accuracy(item: Item, text: str) -> float:
     expected, got = answer(item), parse(text)
-    return sum(e == g for e, g in zip(expected, got)) / len(expected)
+    return sum(e == g for e, g in zip(expected, got, strict=False)) / len(expected)

@@ -1,4 +1,6 @@
-"""Evaluate the demo model with the real `model.generate`: ``python -m dgviz.demo.evaluate --n 500``.
+"""Evaluate the demo model with the real `model.generate`.
+
+    python -m dgviz.demo.evaluate --n 500 --all-settings
 
 Held-out items come from `EVAL_SEED` (training draws from seeds >= 1,000,000). For each task and
 sampler setting it prints exact rate, per-position accuracy, givens kept (sudoku), decoder
@@ -11,7 +13,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -62,7 +64,8 @@ class RoutingCounter:
         num_experts = model.config.text_config.num_experts
         self.counts = torch.zeros(len(layers), num_experts, dtype=torch.long)
         self._handles = [
-            layer.router.register_forward_hook(self._hook(index)) for index, layer in enumerate(layers)
+            layer.router.register_forward_hook(self._hook(index))
+            for index, layer in enumerate(layers)
         ]
 
     def _hook(self, index):
@@ -142,7 +145,8 @@ def run_items(model, tokenizer, task_name: str, items, settings: dict, batch_siz
         corrected = self_corrections(torch.stack(recorder.drafts)).tolist()
         for row, item in enumerate(batch):
             text = tokenizer.decode(generated[row], skip_special_tokens=True)
-            givens = task.givens_preserved(item, task.parse(text)) if task_name == "sudoku" else None
+            is_sudoku = task_name == "sudoku"
+            givens = task.givens_preserved(item, task.parse(text)) if is_sudoku else None
             results.append(ItemResult(
                 score=task.score(item, text), position_accuracy=task.position_accuracy(item, text),
                 givens_kept=givens, steps=steps[row], self_corrected=corrected[row],
@@ -217,7 +221,9 @@ TABLE_HEADER = (
 def main(argv=None):
     from . import demo_model
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=500, help="held-out items per task and difficulty")
     parser.add_argument("--seed", type=int, default=EVAL_SEED)
     parser.add_argument("--threads", type=int, default=1,

@@ -1,4 +1,4 @@
-"""The demo model's configuration and the training objective, built on the real DiffusionGemma modules."""
+"""The demo model's configuration and training objective, on the real DiffusionGemma modules."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class RouterRecorder:
 
 
 def switch_balance_loss(probs: torch.Tensor, top_k_index: torch.Tensor) -> torch.Tensor:
-    """Switch-Transformer load balancing: E * sum_e (share of assignments to e) * (mean prob of e)."""
+    """Switch-Transformer load balancing: E * sum_e (share routed to e) * (mean prob of e)."""
     num_experts = probs.shape[-1]
     assignments = F.one_hot(top_k_index, num_experts).float().sum(dim=1)  # [tokens, E]
     fraction_routed = assignments.mean(dim=0) / top_k_index.shape[-1]

@@ -40,7 +40,7 @@ def random_solution(rng: random.Random) -> str:
     digits = rng.sample(range(1, 10), 9)
     grid = [[digits[base[r][c]] for c in cols] for r in rows]
     if rng.random() < 0.5:
-        grid = [list(col) for col in zip(*grid)]
+        grid = [list(col) for col in zip(*grid, strict=False)]
     return "".join(str(d) for row in grid for d in row)
 
 
@@ -92,7 +92,9 @@ def make_puzzle(solution: str, blanks: int, rng: random.Random, unique: bool = T
     return "".join(grid)
 
 
-def generate(n: int, seed: int, blanks: int | tuple[int, int] = 30, unique: bool = True) -> list[Item]:
+def generate(
+    n: int, seed: int, blanks: int | tuple[int, int] = 30, unique: bool = True
+) -> list[Item]:
     """`n` puzzles; `blanks` is a count or an inclusive (low, high) range.
 
     With `unique` (the default) every puzzle has exactly one solution; a puzzle may end with
@@ -142,7 +144,7 @@ def is_valid_solution(grid: str) -> bool:
 
 def givens_preserved(item_or_puzzle, grid: str) -> bool:
     puzzle = _puzzle_of(item_or_puzzle)
-    return all(p == "." or p == g for p, g in zip(puzzle, grid))
+    return all(p == "." or p == g for p, g in zip(puzzle, grid, strict=False))
 
 
 def score(item: Item, text: str) -> float:

@@ -61,11 +61,11 @@ def encode_batch(tokenizer, items, canvas_length: int):
     prompt_ids = torch.full((len(items), width), pad, dtype=torch.long)
     prompt_mask = torch.zeros((len(items), width), dtype=torch.long)
     canvas = torch.full((len(items), canvas_length), pad, dtype=torch.long)
-    for row, (ids, (name, item)) in enumerate(zip(prompts, items)):
+    for row, (ids, (name, item)) in enumerate(zip(prompts, items, strict=False)):
         prompt_ids[row, width - len(ids):] = torch.tensor(ids)
         prompt_mask[row, width - len(ids):] = 1
         answer_ids = tokenizer(TASKS[name].target(item), add_special_tokens=False)["input_ids"]
-        answer_ids = answer_ids + [eos]
+        answer_ids = [*answer_ids, eos]
         assert len(answer_ids) <= canvas_length, "answer does not fit the canvas"
         canvas[row, : len(answer_ids)] = torch.tensor(answer_ids)
     return prompt_ids, prompt_mask, canvas
@@ -173,7 +173,8 @@ def train(
     rows = []
     start = last_save = time.time()
     with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, ["step", "seconds", "lr", "total", "denoise", "ar", "balance"])
+        columns = ["step", "seconds", "lr", "total", "denoise", "ar", "balance"]
+        writer = csv.DictWriter(handle, columns)
         writer.writeheader()
         for step in range(steps):
             elapsed = time.time() - start
@@ -204,8 +205,9 @@ def train(
                 handle.flush()
                 if not quiet:
                     print(
-                        f"step {step:5d} {elapsed:7.0f}s lr {row['lr']:.2e} total {row['total']:.4f} "
-                        f"denoise {row['denoise']:.4f} ar {row['ar']:.4f} balance {row['balance']:.3f}",
+                        f"step {step:5d} {elapsed:7.0f}s lr {row['lr']:.2e} "
+                        f"total {row['total']:.4f} denoise {row['denoise']:.4f} "
+                        f"ar {row['ar']:.4f} balance {row['balance']:.3f}",
                         flush=True,
                     )
             if time.time() - last_save > 60 * save_every_minutes:
@@ -215,7 +217,8 @@ def train(
     model.eval()
     save_checkpoint(model, tokenizer, out_dir)
     meta = {"steps_done": len(rows), "wall_seconds": round(time.time() - start, 1), "seed": seed,
-            "threads": threads, "batch_size": batch_size, "lr": lr, "balance_weight": balance_weight,
+            "threads": threads, "batch_size": batch_size, "lr": lr,
+            "balance_weight": balance_weight,
             "task_weights": TASK_WEIGHTS, "init": str(init) if init else None,
             "full_curriculum": full_curriculum, "minutes": minutes}
     (out_dir.parent / f"{out_dir.name}-train.json").write_text(json.dumps(meta, indent=2))
@@ -227,7 +230,9 @@ def train(
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=6000,
                         help="optimizer steps (sets the schedule unless --minutes is given)")
     parser.add_argument("--minutes", type=float, default=None,
