@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import dgviz
+from dgviz.demo import demo_model
 from dgviz.testing import tiny_model
 
 
@@ -35,13 +36,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     gen = {"max_new_tokens": 512, "max_denoising_steps": 24}
-    print(f"tiny DiffusionGemma (canvas 256, hidden 64, 2 layers, 8 experts top-2), {gen}, "
+    print(f"tiny: untrained DiffusionGemma (canvas 256, hidden 64, 2 layers, 8 experts top-2), "
+          f"{gen}; demo: the shipped model on a 40-blank Sudoku with its defaults; "
           f"{args.threads} thread(s), {args.repeats} interleaved pairs")
-    print(f"{'vocab':>7} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} {'min/min':>8} "
+    print(f"{'model':>10} {'vocab':>6} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} {'min/min':>8} "
           f"{'steps':>6} {'array B/step':>13} {'file B/step':>12}")
-    for vocab in (256, 4096):
-        model, tok = tiny_model(vocab_size=vocab, canvas_length=256, hidden_size=64)
-        ids = torch.tensor([[4, 5, 6, 7, 8, 9, 10, 11]])
+    cases = [(f"tiny {v}", lambda v=v: tiny_model(vocab_size=v, canvas_length=256, hidden_size=64),
+              torch.tensor([[4, 5, 6, 7, 8, 9, 10, 11]]), gen) for v in (256, 4096)]
+    cases.append(("demo", demo_model, _demo_prompt(), {}))  # the shipped model, its defaults
+    for name, load, ids, gen in cases:
+        model, tok = load()
+        vocab = model.config.text_config.vocab_size
         dgviz.record(model, tok, ids, seed=0, **gen)  # warm-up both paths
         plain_times, recorded_times, ratios = [], [], []
         for i in range(args.repeats):
@@ -61,10 +66,19 @@ def main() -> None:
             a.nbytes for a in vars(trace).values()
             if isinstance(a, np.ndarray) and a.ndim >= 2 and a.shape[1] == trace.num_steps
         )
-        print(f"{vocab:>7} {statistics.median(plain_times):>9.3f} "
+        print(f"{name:>10} {vocab:>6} {statistics.median(plain_times):>9.3f} "
               f"{statistics.median(recorded_times):>11.3f} {statistics.median(ratios):>13.3f} "
               f"{min(recorded_times) / min(plain_times):>8.3f} {trace.num_steps:>6} "
               f"{per_step / trace.num_steps:>13.0f} {size / trace.num_steps:>12.0f}")
+
+
+def _demo_prompt() -> torch.Tensor:
+    from dgviz.demo import sudoku
+
+    _, tok = demo_model()
+    chat = [{"role": "user", "content": sudoku.prompt(sudoku.generate(1, seed=5, blanks=40)[0])}]
+    return tok.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
+                                   return_dict=True)["input_ids"]
 
 
 if __name__ == "__main__":

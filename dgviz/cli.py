@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_TASKS = ("sudoku", "addition")
+DEMO_TASKS = ("sudoku", "pets")
 
 
 def main(argv: list[str] | None = None) -> int:
