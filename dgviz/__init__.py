@@ -2,13 +2,15 @@
 
 Record what DiffusionGemma's sampler does at every denoising step (`record`), keep it as a
 `Trace`, and look at it: a replayable widget (`Timeline`, live with `show`), plotly figures
-(`dgviz.plots`), schedule comparisons.
+(`dgviz.plots`), schedule comparisons (`sweep`, `compare`).
 """
 
 __version__ = "0.1.0"
 
 from . import plots
+from .compare import Comparison, compare, load_comparison, sweep
 from .record import StepEvent, record
+from .schedules import Schedule, presets
 from .trace import Trace, TraceFormatError, load_trace
 from .widget import Timeline, show
 
@@ -21,14 +23,20 @@ def demo_model(task: str | None = None):
 
 
 __all__ = [
+    "Comparison",
+    "Schedule",
     "StepEvent",
     "Timeline",
     "Trace",
     "TraceFormatError",
     "__version__",
+    "compare",
     "demo_model",
+    "load_comparison",
     "load_trace",
     "plots",
+    "presets",
     "record",
     "show",
+    "sweep",
 ]

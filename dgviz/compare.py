@@ -34,7 +34,7 @@ import numpy as np
 
 from . import palette
 from .schedules import as_schedule
-from .trace import FINAL, KEPT, NEW, RENOISED, Trace, load_trace, visible
+from .trace import Trace, load_trace
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -54,13 +54,6 @@ SUMMARY_COLUMNS = (
     "forward_passes_per_canvas", "tokens_per_forward", "wall_seconds", "mean_final_confidence",
     "steps_to_50", "steps_to_90", "steps_to_100", "agreement", "score", "text",
 )
-
-_STATE_CSS = {
-    RENOISED: (palette.STATE_COLORS[RENOISED], palette.STATE_TEXT_COLORS[RENOISED]),
-    NEW: (palette.STATE_COLORS[NEW], palette.STATE_TEXT_COLORS[NEW]),
-    KEPT: (palette.STATE_COLORS[KEPT], palette.STATE_TEXT_COLORS[KEPT]),
-    FINAL: (palette.STATE_COLORS[FINAL], palette.STATE_TEXT_COLORS[FINAL]),
-}
 
 
 def label_color(index: int) -> str:
@@ -92,7 +85,7 @@ def steps_to_lock(trace: Trace, fraction: float, row: int = 0) -> float:
     need = max(1, math.ceil(fraction * trace.canvas_length - 1e-9))
     per_canvas = []
     for c in range(trace.num_canvases):
-        start = trace._canvas_bounds[c, 0]
+        start = trace.canvas_bounds[c, 0]
         steps = np.sort(trace.lock_in[row, c] - start + 1)
         per_canvas.append(int(steps[need - 1]))
     return float(np.mean(per_canvas))
@@ -129,7 +122,7 @@ def prediction_lock_in(trace: Trace, row: int = 0) -> np.ndarray:
     top1 = trace.topk_ids[row, :, :, 0]
     out = np.zeros((trace.num_canvases, trace.canvas_length), dtype=np.int64)
     for c in range(trace.num_canvases):
-        lo = trace._canvas_bounds[c, 0]
+        lo = trace.canvas_bounds[c, 0]
         last = trace.last_active_step[row, c]
         holds = top1[lo : last + 1] == trace.final_tokens[row, c]
         tail = np.cumprod(holds[::-1], axis=0).sum(axis=0)
@@ -441,61 +434,40 @@ class Comparison:
     # ------------------------------------------------------------------ view
     def widget(self, *, runs: Sequence[int] | None = None, mode: str = "normalized",
                max_runs: int = 12):
-        """The runs' canvases replayed together on one timeline (an ipywidgets layout).
+        """The runs' canvases replayed together: one compact `dgviz.Timeline` per run, synced.
 
-        One slider drives every run: ``mode="normalized"`` puts the playhead at the same share
-        (0..1) of each run's steps; ``"forward_passes"`` at the same absolute number of forward
-        passes (a run that already finished shows its output). A play button animates it.
-        Positions are coloured by state, as in the Timeline. The summary table is shown below.
-        ``runs`` picks runs by index (default: the first ``max_runs``).
+        Moving any run's slider (or playing it) moves all of them: ``mode="normalized"`` puts
+        each run at the same share (0..1) of its steps; ``"forward_passes"`` at the same number
+        of decoder forward passes (a run that finished shows its output). Switch in the view.
+        The summary table (numbers only) is shown below. ``runs`` picks runs by index
+        (default: the first ``max_runs``).
         """
-        return ComparisonView(self, runs=runs, mode=mode, max_runs=max_runs).widget
+        import ipywidgets as w
 
-    def html_at(self, position: float, *, mode: str = "normalized",
-                runs: Sequence[int] | None = None) -> str:
-        """HTML of the chosen runs' canvases at one playhead position (what `widget` shows)."""
-        chosen = list(range(len(self.runs))) if runs is None else list(runs)
-        return "".join(_run_html(self, i, position, mode) for i in chosen)
+        from .widget import synced
+
+        chosen = self._chosen(runs, max_runs)
+        view = synced([self.runs[i].trace for i in chosen], self._view_labels(chosen), mode=mode)
+        table = self.summary.drop(columns=["text"]).iloc[chosen]
+        # pandas escapes cell text; the table holds labels and numbers, no model text
+        return w.VBox([view, w.HTML(table.to_html(index=False, float_format="{:.3g}".format))])
 
     def to_html(self, path: str | Path, *, runs: Sequence[int] | None = None,
                 mode: str = "normalized", title: str = "dgviz: schedules compared") -> Path:
-        """Write the synced view as one self-contained HTML file (no kernel, no network).
+        """Write the synced view as one self-contained HTML file (no kernel, no network)."""
+        from .html import traces_to_html
 
-        The same canvases, slider, play button and timeline switch as `widget`, plus the
-        summary table. ``runs`` picks runs by index (default: all).
-        """
-        if mode not in ("normalized", "forward_passes"):
-            raise ValueError('mode must be "normalized" or "forward_passes".')
-        chosen = list(range(len(self.runs))) if runs is None else list(runs)
-        payload = {"mode": mode, "runs": [], "tokens": {},
-                   "states": [list(_STATE_CSS[k]) for k in (RENOISED, NEW, KEPT, FINAL)]}
-        seen: set[int] = set()
-        for i in chosen:
-            run = self.runs[i]
-            t = run.trace
-            passes, frac = lock_fraction_curve(t)
-            steps = np.arange(t.num_steps)
-            payload["runs"].append({
-                "label": run.label, "seed": run.seed,
-                "color": label_color(self.labels.index(run.label)),
-                "canvases": t.num_canvases, "stepCanvas": t.step_canvas.tolist(),
-                "passes": [float(x) for x in passes], "final": [float(x) for x in frac],
-                "draft": t.draft[0, steps].tolist(), "state": t.states[0].tolist(),
-                "finalTokens": t.final_tokens[0].tolist(),
-            })
-            seen.update(np.unique(t.draft[0]).tolist())
-            seen.update(np.unique(t.final_tokens[0]).tolist())
-        payload["tokens"] = {str(k): visible(_any_text(self, int(k))) for k in sorted(seen)}
-        table = self.summary.drop(columns=["text"]).iloc[chosen]
-        data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
-        parts = {"__TITLE__": html.escape(title), "__CSS__": _CSS, "__DATA__": data,
-                 "__TABLE__": table.to_html(index=False, float_format="{:.3g}".format)}
-        # one pass, so text inside one part is never taken for another placeholder
-        page = re.sub("__(TITLE|CSS|DATA|TABLE)__", lambda m: parts[m.group(0)], _HTML_PAGE)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
-        return path
+        chosen = self._chosen(runs, len(self.runs))
+        return traces_to_html([self.runs[i].trace for i in chosen], path,
+                              labels=self._view_labels(chosen), mode=mode, title=title)
+
+    def _chosen(self, runs: Sequence[int] | None, limit: int) -> list[int]:
+        if not self.runs:
+            raise ValueError("This comparison has no runs to show.")
+        return list(range(min(len(self.runs), limit))) if runs is None else list(runs)
+
+    def _view_labels(self, chosen: Sequence[int]) -> list[str]:
+        return [f"{self.runs[i].label} · seed {self.runs[i].seed}" for i in chosen]
 
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path) -> Path:
@@ -518,128 +490,6 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(repr(self))}</p>" + self.table.to_html(float_format="{:.3g}".format)
-
-
-def _any_text(comp: Comparison, token: int) -> str:
-    for run in comp.runs:
-        if token in run.trace.token_text:
-            return run.trace.token_text[token]
-    return f"⟨{token}⟩"
-
-
-_HTML_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>__TITLE__</title>__CSS__
-<style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:16px}
-table{border-collapse:collapse;font-size:12px;margin-top:12px}td,th{border:1px solid #ddd;padding:2px 6px}
-#dgc-controls{display:flex;gap:12px;align-items:center;margin-bottom:8px}
-#dgc-slider{width:50%}</style></head>
-<body><h3>__TITLE__</h3>
-<div id="dgc-controls"><button id="dgc-play" type="button">play</button>
-<input id="dgc-slider" type="range" min="0" max="1" step="0.01" value="0">
-<span id="dgc-value"></span>
-<label><input type="radio" name="dgc-mode" value="normalized"> 0..1 of each run</label>
-<label><input type="radio" name="dgc-mode" value="forward_passes"> forward passes</label></div>
-<div class="dgc-legend" id="dgc-legend"></div>
-<div id="dgc-runs"></div>
-<div id="dgc-table">__TABLE__</div>
-<script type="application/json" id="dgc-data">__DATA__</script>
-<script>
-(function () {
-  const data = JSON.parse(document.getElementById("dgc-data").textContent);
-  const slider = document.getElementById("dgc-slider");
-  const value = document.getElementById("dgc-value");
-  const runsEl = document.getElementById("dgc-runs");
-  const names = ["re-noised", "accepted this step", "accepted earlier", "final"];
-  const legend = document.getElementById("dgc-legend");
-  names.forEach((name, k) => {
-    const s = document.createElement("span");
-    s.textContent = name; s.style.background = data.states[k][0]; s.style.color = data.states[k][1];
-    legend.appendChild(s);
-  });
-  const maxPasses = Math.max(...data.runs.map(r => r.passes[r.passes.length - 1]));
-  let mode = data.mode;
-  function stepAt(run, p) {
-    const S = run.stepCanvas.length;
-    if (S === 0) return [-1, true];
-    if (mode === "normalized") {
-      const step = Math.floor(Math.min(Math.max(p, 0), 1) * (S - 1) + 0.5);
-      return [step, step === S - 1];
-    }
-    let n = 0;
-    for (let i = 1; i < run.passes.length; i++) if (run.passes[i] <= p + 1e-9) n++;
-    const step = n - 1;
-    return [step, step >= S - 1];
-  }
-  function row(ids, states) {
-    const div = document.createElement("div");
-    div.className = "dgc-row";
-    ids.forEach((id, j) => {
-      const span = document.createElement("span");
-      span.className = "dgc-tok";
-      const st = data.states[states === null ? 3 : states[j]];
-      span.style.background = st[0]; span.style.color = st[1];
-      span.textContent = data.tokens[String(id)] ?? ("\u27e8" + id + "\u27e9");
-      div.appendChild(span);
-    });
-    return div;
-  }
-  function render() {
-    const p = parseFloat(slider.value);
-    value.textContent = mode === "normalized" ? (100 * p).toFixed(0) + "%" : p.toFixed(0) + " passes";
-    runsEl.replaceChildren();
-    data.runs.forEach(run => {
-      const [step, done] = stepAt(run, p);
-      const S = run.stepCanvas.length;
-      const box = document.createElement("div");
-      box.className = "dgc-run";
-      const head = document.createElement("div");
-      head.className = "dgc-head";
-      const sw = document.createElement("span");
-      sw.className = "dgc-swatch"; sw.style.background = run.color;
-      head.appendChild(sw);
-      const b = document.createElement("b"); b.textContent = run.label; head.appendChild(b);
-      const passes = step >= 0 ? Math.round(run.passes[step + 1]) : 0;
-      head.appendChild(document.createTextNode(
-        " \u00b7 seed " + run.seed + " \u00b7 step " + (step + 1) + "/" + S + " \u00b7 " + passes +
-        " forward passes \u00b7 " + Math.round(100 * run.final[step + 1]) + "% final" +
-        (done ? " \u00b7 done" : "")));
-      box.appendChild(head);
-      const current = step >= 0 ? run.stepCanvas[step] : 0;
-      for (let c = 0; c < run.canvases; c++) {
-        if (c < current) box.appendChild(row(run.finalTokens[c], null));
-        else if (c === current && step >= 0) box.appendChild(row(run.draft[step], run.state[step]));
-        else { const e = document.createElement("div"); e.className = "dgc-row dgc-future"; box.appendChild(e); }
-      }
-      runsEl.appendChild(box);
-    });
-  }
-  function setMode(m) {
-    mode = m;
-    document.querySelectorAll("input[name=dgc-mode]").forEach(r => { r.checked = r.value === m; });
-    if (m === "normalized") { slider.max = "1"; slider.step = "0.01"; }
-    else { slider.max = String(maxPasses); slider.step = "1"; }
-    if (parseFloat(slider.value) > parseFloat(slider.max)) slider.value = slider.max;
-    render();
-  }
-  document.querySelectorAll("input[name=dgc-mode]").forEach(r =>
-    r.addEventListener("change", () => setMode(r.value)));
-  slider.addEventListener("input", render);
-  let timer = null;
-  document.getElementById("dgc-play").addEventListener("click", e => {
-    if (timer) { clearInterval(timer); timer = null; e.target.textContent = "play"; return; }
-    e.target.textContent = "pause";
-    if (parseFloat(slider.value) >= parseFloat(slider.max)) slider.value = "0";
-    timer = setInterval(() => {
-      const next = parseFloat(slider.value) + parseFloat(slider.step);
-      if (next > parseFloat(slider.max) + 1e-9) { clearInterval(timer); timer = null; e.target.textContent = "play"; return; }
-      slider.value = String(next); render();
-    }, 150);
-  });
-  window.dgvizCompare = {setMode, render, slider};
-  setMode(mode);
-})();
-</script></body></html>
-"""
 
 
 def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
@@ -875,117 +725,3 @@ def load_comparison(directory: str | Path) -> Comparison:
 
 
 # ============================================================================ synced view
-def _step_at(trace: Trace, position: float, mode: str) -> tuple[int, bool]:
-    """The global step a run shows at a playhead ``position``, and whether the run is done.
-
-    ``normalized``: ``position`` in 0..1 of the run's steps (0: after the first step, 1: the
-    last). ``forward_passes``: the last step whose forward passes so far are <= ``position``
-    (-1: none yet).
-    """
-    s = trace.num_steps
-    if s == 0:
-        return -1, True
-    if mode == "normalized":
-        step = math.floor(min(max(position, 0.0), 1.0) * (s - 1) + 0.5)  # half up, as JS
-        return step, step == s - 1
-    if mode != "forward_passes":
-        raise ValueError('mode must be "normalized" or "forward_passes".')
-    passes, _ = lock_fraction_curve(trace)
-    step = int(np.searchsorted(passes[1:], position + 1e-9, side="right")) - 1
-    return step, step >= s - 1
-
-
-def _run_html(comp: Comparison, index: int, position: float, mode: str) -> str:
-    run = comp.runs[index]
-    t = run.trace
-    step, done = _step_at(t, position, mode)
-    color = label_color(comp.labels.index(run.label))
-    fp_curve, frac = lock_fraction_curve(t)
-    passes = round(fp_curve[step + 1]) if step >= 0 else 0
-    head = (
-        f"<div class='dgc-head'><span class='dgc-swatch' style='background:{color}'></span>"
-        f"<b>{html.escape(run.label)}</b> · seed {run.seed} · step {max(step, -1) + 1}/{t.num_steps}"
-        f" · {passes} forward passes · {frac[step + 1]:.0%} final"
-        + (" · done" if done else "") + "</div>"
-    )
-    rows = []
-    states = t.states[0]
-    current = int(t.step_canvas[step]) if step >= 0 else 0
-    for c in range(t.num_canvases):
-        if c < current:
-            ids = t.final_tokens[0, c]
-            st = np.full(t.canvas_length, FINAL, np.uint8)
-        elif c == current and step >= 0:
-            ids, st = t.draft[0, step], states[step]
-        else:
-            rows.append("<div class='dgc-row dgc-future'></div>")
-            continue
-        cells = []
-        for tok, s in zip(t.tokens(ids), st, strict=True):
-            bg, fg = _STATE_CSS[int(s)]
-            cells.append(f"<span class='dgc-tok' style='background:{bg};color:{fg}'>"
-                         f"{html.escape(visible(tok)) or '&nbsp;'}</span>")
-        rows.append("<div class='dgc-row'>" + "".join(cells) + "</div>")
-    return f"<div class='dgc-run'>{head}{''.join(rows)}</div>"
-
-
-_CSS = """<style>
-.dgc-run{margin:4px 0 10px 0;font-family:'DejaVu Sans Mono',monospace;font-size:12px}
-.dgc-head{font-family:'DejaVu Sans',sans-serif;font-size:13px;margin-bottom:2px}
-.dgc-swatch{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:2px}
-.dgc-row{display:flex;flex-wrap:wrap;gap:1px;margin-bottom:1px;min-height:4px}
-.dgc-tok{padding:0 2px;border-radius:2px;white-space:pre}
-.dgc-legend span{padding:0 4px;margin-right:4px;border-radius:2px}
-</style>"""
-
-
-class ComparisonView:
-    """`Comparison.widget`: one slider (and play button) driving every run's canvas."""
-
-    def __init__(self, comp: Comparison, *, runs: Sequence[int] | None = None,
-                 mode: str = "normalized", max_runs: int = 12):
-        import ipywidgets as w
-
-        if mode not in ("normalized", "forward_passes"):
-            raise ValueError('mode must be "normalized" or "forward_passes".')
-        if not comp.runs:
-            raise ValueError("This comparison has no runs to show.")
-        self.comp = comp
-        self.indices = list(range(min(len(comp.runs), max_runs))) if runs is None else list(runs)
-        self.max_passes = max(forward_passes(comp.runs[i].trace) for i in self.indices)
-        self.slider = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="time",
-                                    continuous_update=True, readout_format=".2f",
-                                    layout=w.Layout(width="60%"))
-        self.play = w.Play(value=0, min=0, max=100, step=1, interval=150, description="play")
-        self.mode = w.ToggleButtons(options=[("0..1 of each run", "normalized"),
-                                             ("forward passes", "forward_passes")], value=mode)
-        self.canvases = w.HTML()
-        legend = "".join(
-            f"<span style='background:{bg};color:{fg}'>{name}</span>"
-            for name, (bg, fg) in zip(("re-noised", "accepted this step", "accepted earlier", "final"),
-                                      (_STATE_CSS[k] for k in (RENOISED, NEW, KEPT, FINAL)), strict=True)
-        )
-        self.legend = w.HTML(f"{_CSS}<div class='dgc-legend'>{legend}</div>")
-        table = comp.summary.drop(columns=["text"]).iloc[self.indices]
-        self.table = w.HTML(table.to_html(index=False, float_format="{:.3g}".format))
-        self.play.observe(self._on_play, names="value")
-        self.slider.observe(self._render, names="value")
-        self.mode.observe(self._on_mode, names="value")
-        self._on_mode()
-        self.widget = w.VBox([w.HBox([self.play, self.slider]), self.mode, self.legend,
-                              self.canvases, self.table])
-        self.widget.comparison_view = self  # handy for tests and notebooks
-
-    def _on_play(self, change: Any = None) -> None:
-        self.slider.value = self.slider.min + (self.slider.max - self.slider.min) * self.play.value / 100
-
-    def _on_mode(self, change: Any = None) -> None:
-        if self.mode.value == "normalized":
-            self.slider.max, self.slider.step = 1.0, 0.01
-        else:
-            self.slider.max, self.slider.step = float(self.max_passes), 1.0
-        self._render()
-
-    def _render(self, change: Any = None) -> None:
-        self.canvases.value = _CSS + self.comp.html_at(self.slider.value, mode=self.mode.value,
-                                                       runs=self.indices)

@@ -210,7 +210,7 @@ def _timeline(
             )
         )
     canvases = np.unique(trace.step_canvas[steps])
-    bounds = trace._canvas_bounds
+    bounds = trace.canvas_bounds
     for c in canvases:
         lo, hi = (int(v) for v in bounds[c])
         if c != canvases[0]:
@@ -431,7 +431,7 @@ def lock_in_map(
     lx, ly, lt = [], [], []
     for c in cvs:
         lk = trace.lock_in[row, c]
-        later = np.flatnonzero(lk > trace._canvas_bounds[c, 0])  # final from the start: no mark
+        later = np.flatnonzero(lk > trace.canvas_bounds[c, 0])  # final from the start: no mark
         lx.extend((lk[later] - 0.5).tolist())
         ly.extend(later.tolist())
         finals = trace.tokens(trace.final_tokens[row, c][later])
@@ -546,7 +546,7 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     # the step before (the sampler's view, independent of lock-in).
     prev_full = np.zeros_like(trace.accepted[row])
     prev_full[1:] = trace.accepted[row, :-1]
-    first = trace._canvas_bounds[:, 0]
+    first = trace.canvas_bounds[:, 0]
     prev_full[first] = False
     prev = prev_full[steps] & acc
     new = (acc & ~prev).sum(axis=1)
@@ -630,7 +630,7 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     _timeline(fig, trace, steps, row=2, col=1, top_axis=True, label_canvases=True)
     fig.update_xaxes(showgrid=False, row=1, col=1)
     for c in np.unique(trace.step_canvas[steps])[1:]:
-        _boundary(fig, int(trace._canvas_bounds[c, 0]) - 0.5, row=1, col=1)
+        _boundary(fig, int(trace.canvas_bounds[c, 0]) - 0.5, row=1, col=1)
     return fig
 
 
@@ -1307,7 +1307,7 @@ def canvas_gif(
         img = Image.new("RGB", (width, height), "#FFFFFF")
         draw = ImageDraw.Draw(img)
         c = int(trace.step_canvas[s])
-        lo = int(trace._canvas_bounds[c, 0])
+        lo = int(trace.canvas_bounds[c, 0])
         st = states[s]
         head = (
             f"step {s} · canvas {c} · {int(trace.step_remaining[s])} remaining "

@@ -616,7 +616,8 @@ class _Recorder(Collector):
             for name in _SETTING_NAMES:
                 settings[name] = getattr(cfg, name, None)
             sampler_cfg = getattr(cfg, "sampler_config", None)
-            if sampler_cfg is not None and hasattr(sampler_cfg, "entropy_bound"):
+            # the bound belongs to the default EntropyBoundSampler, not to a custom sampler
+            if self.sampler_factory is None and hasattr(sampler_cfg, "entropy_bound"):
                 settings["entropy_bound"] = sampler_cfg.entropy_bound
         if self.sampler is not None:
             settings["sampler"] = type(self.sampler).__name__

@@ -144,7 +144,7 @@ class _PipelineRecorder(Collector):
                 self.canvas_budget = self.pipe.scheduler.num_inference_steps
             self.forward_passes += 1
             out = original(model_output, timestep, sample, **kwargs)
-            accepted = _committed_mask(out)
+            accepted = _committed_mask(out, self.pipe.scheduler)
             self.pending.update(
                 canvas_in=sample,
                 sampled=out.sampled_tokens,
@@ -201,7 +201,11 @@ class _PipelineRecorder(Collector):
             if last_of_canvas and complete:
                 steps_taken = int((canvases == canvases[s]).sum())
                 stop[:, s] = steps_taken < self.canvas_budget  # ended early: the stop fired
+        # as transformers counts: tokens up to the first eos (what the text holds), not padding
+        eos = call_kwargs.get("eos_token_id", self.pipe.eos_token_id)
         generated = output_ids.shape[1]
+        if eos is not None and output_ids.size and (output_ids[0] == eos).any():
+            generated = int(np.flatnonzero(output_ids[0] == eos)[0]) + 1
         tpf = np.array([generated / self.forward_passes if self.forward_passes else math.nan])
         scheduler = self.pipe.scheduler
         settings = {
@@ -223,8 +227,12 @@ class _PipelineRecorder(Collector):
                           overrides={"draft": draft, "stop": stop})
 
 
-def _committed_mask(out: Any) -> torch.Tensor:
+def _committed_mask(out: Any, scheduler: Any) -> torch.Tensor:
     """The scheduler's own committed mask, or "took the predicted token" when it has none."""
+    committed = getattr(scheduler, "_committed", None)
+    if isinstance(committed, torch.Tensor) and committed.shape == out.prev_sample.shape:
+        # BlockRefinementScheduler: everything committed so far, not only this step's commits
+        return committed.clone()
     accepted = getattr(out, "accepted_index", None)
     if accepted is not None:
         return accepted

@@ -233,8 +233,8 @@ class Trace:
 
     # ------------------------------------------------------------------ derived, computed once
     @cached_property
-    def _canvas_bounds(self) -> np.ndarray:
-        """``[C, 2]`` first and one-past-last global step of each canvas."""
+    def canvas_bounds(self) -> np.ndarray:
+        """int ``[C, 2]``: first and one-past-last global step of each canvas."""
         out = np.zeros((self.num_canvases, 2), dtype=np.int64)
         for c in range(self.num_canvases):
             steps = np.flatnonzero(self.step_canvas == c)
@@ -245,7 +245,7 @@ class Trace:
     def last_active_step(self) -> np.ndarray:
         """int32 ``[B, C]``: global index of each row's last active step in each canvas."""
         out = np.zeros((self.batch_size, self.num_canvases), dtype=np.int32)
-        for c, (lo, hi) in enumerate(self._canvas_bounds):
+        for c, (lo, hi) in enumerate(self.canvas_bounds):
             for b in range(self.batch_size):
                 act = np.flatnonzero(self.active[b, lo:hi])
                 out[b, c] = lo + (act[-1] if act.size else 0)
@@ -265,7 +265,7 @@ class Trace:
         with a token it later loses, and hold its final token long before it is accepted.
         """
         out = np.zeros((self.batch_size, self.num_canvases, self.canvas_length), dtype=np.int32)
-        for c, (lo, _) in enumerate(self._canvas_bounds):
+        for c, (lo, _) in enumerate(self.canvas_bounds):
             for b in range(self.batch_size):
                 last = self.last_active_step[b, c]
                 holds = self.draft[b, lo : last + 1] == self.final_tokens[b, c]  # [steps, L]
@@ -278,7 +278,7 @@ class Trace:
     def flips(self) -> np.ndarray:
         """int32 ``[B, C, L]``: how often the draft changed between consecutive active steps."""
         out = np.zeros((self.batch_size, self.num_canvases, self.canvas_length), dtype=np.int32)
-        for c, (lo, _) in enumerate(self._canvas_bounds):
+        for c, (lo, _) in enumerate(self.canvas_bounds):
             for b in range(self.batch_size):
                 d = self.draft[b, lo : self.last_active_step[b, c] + 1]
                 out[b, c] = (d[1:] != d[:-1]).sum(axis=0)
@@ -288,7 +288,7 @@ class Trace:
     def first_accepted(self) -> np.ndarray:
         """int32 ``[B, C, L]``: first global step the sampler accepted the position, -1 if never."""
         out = np.full((self.batch_size, self.num_canvases, self.canvas_length), -1, np.int32)
-        for c, (lo, _) in enumerate(self._canvas_bounds):
+        for c, (lo, _) in enumerate(self.canvas_bounds):
             for b in range(self.batch_size):
                 acc = self.accepted[b, lo : self.last_active_step[b, c] + 1]
                 seen = acc.any(axis=0)
@@ -306,7 +306,7 @@ class Trace:
         longer active repeat its last active state.
         """
         out = np.zeros(self.accepted.shape, dtype=np.uint8)
-        for c, (lo, hi) in enumerate(self._canvas_bounds):
+        for c, (lo, hi) in enumerate(self.canvas_bounds):
             acc = self.accepted[:, lo:hi]
             prev = np.zeros_like(acc)
             prev[:, 1:] = acc[:, :-1]
@@ -342,8 +342,10 @@ class Trace:
         }
 
     def forward_passes(self, row: int = 0) -> int:
-        """Decoder forward passes this row used (its active steps)."""
-        return int(self.active[row].sum())
+        """Decoder forward passes this row used: its active steps, plus extra passes a diffusers
+        scheduler made within steps (corrector sweeps), as recorded in ``settings``."""
+        extra = self.settings.get("forward_passes")
+        return int(extra) if extra is not None else int(self.active[row].sum())
 
     # ------------------------------------------------------------------ slicing
     def row(self, b: int) -> Trace:
@@ -380,7 +382,7 @@ class Trace:
         b, s, length = self.canvas_in.shape
         row, step, pos = np.meshgrid(np.arange(b), np.arange(s), np.arange(length), indexing="ij")
         canvas = self.step_canvas[step]
-        first = self._canvas_bounds[:, 0] if self.num_canvases else np.zeros(0, np.int64)
+        first = self.canvas_bounds[:, 0] if self.num_canvases else np.zeros(0, np.int64)
         lock = self.lock_in[row, canvas, pos] if s else np.zeros_like(step)
         data = {
             "row": row.ravel(),

@@ -129,7 +129,7 @@ def test_lock_in_map_matches_trace(trace):
     assert list(hm.colorbar.tickvals) == [0, 1, 2, 3]
     lock = next(t for t in fig.data if t.name and t.name.startswith("lock-in"))
     x = np.asarray(lock.x) + 0.5
-    assert (trace.lock_in[0] > trace._canvas_bounds[:, :1]).all()  # so every position is marked
+    assert (trace.lock_in[0] > trace.canvas_bounds[:, :1]).all()  # so every position is marked
     np.testing.assert_array_equal(x, trace.lock_in[0].ravel())
     np.testing.assert_array_equal(np.asarray(lock.y), np.tile(np.arange(16), 3))
     flips = next(t for t in fig.data if t.name and t.name.startswith("flip"))
@@ -174,7 +174,7 @@ def test_convergence_curve_is_lock_in_not_accepted(trace):
     steps = np.arange(trace.num_steps)
     expect = (steps[:, None] >= trace.lock_in[0][trace.step_canvas]).mean(axis=1)
     np.testing.assert_allclose(locked, expect)
-    assert locked[trace._canvas_bounds[:, 1] - 1].tolist() == [1.0, 1.0, 1.0]
+    assert locked[trace.canvas_bounds[:, 1] - 1].tolist() == [1.0, 1.0, 1.0]
     np.testing.assert_allclose(lines["accepted"], trace.accepted[0].mean(axis=1))
     stable = lines["stable"]
     assert np.isnan(stable[[0, 8, 16]]).all()
