@@ -462,12 +462,14 @@ def lock_in_map(
     _base_layout(
         fig, title=_title("Lock-in map: state of every position at every step", trace, row,
                           canvas, note),
-        legend=dict(orientation="h", yanchor="bottom", y=-0.32, x=0),
     )
-    fig.update_layout(margin=dict(b=95))
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
-    fig.update_layout(height=_position_height(trace.canvas_length))
+    fig.update_layout(height=_position_height(trace.canvas_length), margin=dict(b=120))
     _timeline(fig, trace, steps)
+    # legend a fixed 75 px below the plot area, clear of the x-axis title at any figure height
+    layout = fig.layout
+    plot_px = max(layout.height - layout.margin.t - layout.margin.b, 1)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-75 / plot_px, x=0))
     return fig
 
 
