@@ -322,6 +322,23 @@ class Collector:
         self._known_ids: set[int] = set()
 
     @contextlib.contextmanager
+    def patched(self, patches: list[tuple[Any, str, Any]], model) -> Iterator[None]:
+        """Set ``obj.name = fn`` for each patch and hook the routers; undo all of it on exit."""
+        previous = [(obj, name, obj.__dict__.get(name)) for obj, name, _ in patches]
+        try:
+            for obj, name, fn in patches:
+                setattr(obj, name, fn)
+            with self.router_hooks(model):
+                yield
+        finally:
+            for obj, name, old in previous:
+                if old is None:
+                    obj.__dict__.pop(name, None)  # back to the class's own method
+                else:
+                    setattr(obj, name, old)
+            self.flush_encoder()
+
+    @contextlib.contextmanager
     def router_hooks(self, model) -> Iterator[None]:
         handles = []
         try:
@@ -502,19 +519,8 @@ class _Recorder(Collector):
             "_denoising_step": self._wrap_denoising_step(model._denoising_step),
             "_finalize_canvas": self._wrap_finalize(model._finalize_canvas),
         }
-        previous = {name: model.__dict__.get(name) for name in patched}
-        try:
-            for name, fn in patched.items():
-                setattr(model, name, fn)
-            with self.router_hooks(model):
-                yield
-        finally:
-            for name, old in previous.items():
-                if old is None:
-                    model.__dict__.pop(name, None)
-                else:
-                    setattr(model, name, old)
-            self.flush_encoder()
+        with self.patched([(model, name, fn) for name, fn in patched.items()], model):
+            yield
 
     def _wrap_prepare_sampler(self, original):
         @functools.wraps(original)

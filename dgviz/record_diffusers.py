@@ -109,19 +109,8 @@ class _PipelineRecorder(Collector):
                    (scheduler, "step", self._wrap_step(scheduler.step))]
         if hasattr(scheduler, "step_correct"):
             patches.append((scheduler, "step_correct", self._wrap_correct(scheduler.step_correct)))
-        previous = [(obj, name, obj.__dict__.get(name)) for obj, name, _ in patches]
-        try:
-            for obj, name, fn in patches:
-                setattr(obj, name, fn)
-            with self.router_hooks(self.model):
-                yield
-        finally:
-            for obj, name, old in previous:
-                if old is None:
-                    obj.__dict__.pop(name, None)
-                else:
-                    setattr(obj, name, old)
-            self.flush_encoder()
+        with self.patched(patches, self.model):
+            yield
 
     def _wrap_inputs(self, original):
         @functools.wraps(original)
