@@ -65,14 +65,6 @@ class StepEvent:
     settings: dict[str, Any] = field(default_factory=dict)  # as `Trace.settings` will hold them
 
 
-class RecordingInterrupted(KeyboardInterrupt):
-    """Raised only if you ask `record` to re-raise interrupts; carries the partial trace."""
-
-    def __init__(self, trace: Trace):
-        super().__init__("recording interrupted; the partial trace is in .trace")
-        self.trace = trace
-
-
 # ---------------------------------------------------------------------------- public entry point
 def record(
     model: Any,
