@@ -119,15 +119,7 @@ def prediction_lock_in(trace: Trace, row: int = 0) -> np.ndarray:
     whose draft is the canvas it keeps (random tokens until committed), this says when the model
     already predicted what the canvas ends with: the same measure for both libraries.
     """
-    top1 = trace.topk_ids[row, :, :, 0]
-    out = np.zeros((trace.num_canvases, trace.canvas_length), dtype=np.int64)
-    for c in range(trace.num_canvases):
-        lo = trace.canvas_bounds[c, 0]
-        last = trace.last_active_step[row, c]
-        holds = top1[lo : last + 1] == trace.final_tokens[row, c]
-        tail = np.cumprod(holds[::-1], axis=0).sum(axis=0)
-        out[c] = last + 1 - tail
-    return out
+    return trace.holds_final_from(trace.topk_ids[..., 0])[row]
 
 
 def lock_fraction_curve(trace: Trace, row: int = 0,

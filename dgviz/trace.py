@@ -264,11 +264,16 @@ class Trace:
         "Holds its final token from here on" differs from "accepted": a position can be accepted
         with a token it later loses, and hold its final token long before it is accepted.
         """
+        return self.holds_final_from(self.draft)
+
+    def holds_final_from(self, tokens: np.ndarray) -> np.ndarray:
+        """int32 ``[B, C, L]``: first global step from which ``tokens`` (``[B, S, L]``, e.g.
+        ``topk_ids[..., 0]``) equal each canvas's final token at every later active step."""
         out = np.zeros((self.batch_size, self.num_canvases, self.canvas_length), dtype=np.int32)
         for c, (lo, _) in enumerate(self.canvas_bounds):
             for b in range(self.batch_size):
                 last = self.last_active_step[b, c]
-                holds = self.draft[b, lo : last + 1] == self.final_tokens[b, c]  # [steps, L]
+                holds = tokens[b, lo : last + 1] == self.final_tokens[b, c]  # [steps, L]
                 # steps from the end during which it has held the final token
                 tail = np.cumprod(holds[::-1], axis=0).sum(axis=0)
                 out[b, c] = last + 1 - tail
