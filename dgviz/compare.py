@@ -63,14 +63,6 @@ def label_color(index: int) -> str:
 
 
 # ============================================================================ per-run numbers
-def forward_passes(trace: Trace, row: int = 0) -> int:
-    """Decoder forward passes of one row: active steps, plus diffusers' corrector sweeps."""
-    recorded = trace.settings.get("forward_passes")
-    if recorded is not None and trace.batch_size == 1:
-        return int(recorded)
-    return trace.forward_passes(row)
-
-
 def steps_to_lock(trace: Trace, fraction: float, row: int = 0) -> float:
     """Steps a canvas takes until ``fraction`` of its positions hold their final token.
 
@@ -141,7 +133,7 @@ def lock_fraction_curve(trace: Trace, row: int = 0,
     frac = (lock[None, :] <= steps[:, None]).mean(axis=1)
     active = trace.active[row].astype(np.float64)
     passes = np.cumsum(active)
-    total = forward_passes(trace, row)
+    total = trace.forward_passes(row)
     if passes[-1] > 0 and total != passes[-1]:
         passes = passes * (total / passes[-1])
     return np.r_[0.0, passes], np.r_[0.0, frac]
@@ -235,7 +227,7 @@ class Comparison:
         for run in self.runs:
             t = run.trace
             ref = self._reference_run(run)
-            fp = forward_passes(t)
+            fp = t.forward_passes()
             rows.append({
                 "label": run.label,
                 "seed": run.seed,

@@ -127,9 +127,8 @@ def test_each_diffusers_scheduler_records(tiny, name):
     assert trace.settings["sampler"] == type(made).__name__
     assert trace.settings["gen_length"] == 32 and trace.num_steps >= 1
     assert sched.kind == "diffusers" and sched.to_dict()["scheduler"] == type(made).__name__
-    from dgviz.compare import forward_passes
 
-    fp = forward_passes(trace)
+    fp = trace.forward_passes()
     if name == "ddim + corrector":
         assert fp > trace.num_steps  # corrector sweeps are forward passes too
     else:
