@@ -39,8 +39,8 @@ def main() -> None:
     print(f"tiny: untrained DiffusionGemma (canvas 256, hidden 64, 2 layers, 8 experts top-2), "
           f"{gen}; demo: the shipped model on a 40-blank Sudoku with its defaults; "
           f"{args.threads} thread(s), {args.repeats} interleaved pairs")
-    print(f"{'model':>10} {'vocab':>6} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} {'min/min':>8} "
-          f"{'steps':>6} {'array B/step':>13} {'file B/step':>12}")
+    print(f"{'model':>10} {'vocab':>6} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} "
+          f"{'min/min':>8} {'steps':>6} {'array B/step':>13} {'file B/step':>12}")
     cases = [(f"tiny {v}", lambda v=v: tiny_model(vocab_size=v, canvas_length=256, hidden_size=64),
               torch.tensor([[4, 5, 6, 7, 8, 9, 10, 11]]), gen) for v in (256, 4096)]
     cases.append(("demo", demo_model, _demo_prompt(), {}))  # the shipped model, its defaults

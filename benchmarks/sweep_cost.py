@@ -39,17 +39,20 @@ def schedules():
         "loose bound, 16 steps": (
             Schedule.transformers(steps=16, entropy_bound=4.0, adaptive_stop=False),
             ("record", {"max_denoising_steps": 16,
-                        "sampler_config": EntropyBoundSamplerConfig(entropy_bound=4.0), **no_stop})),
+                        "sampler_config": EntropyBoundSamplerConfig(entropy_bound=4.0),
+                        **no_stop})),
         "fixed 4/step": (
             Schedule.fixed_rate(tokens_per_step=4, adaptive_stop=False),
-            ("record", {"max_denoising_steps": 16, "sampler": FixedRateSampler.factory(4), **no_stop})),
+            ("record", {"max_denoising_steps": 16, "sampler": FixedRateSampler.factory(4),
+                        **no_stop})),
         "cosine 12": (
             Schedule.cosine(steps=12, adaptive_stop=False),
             ("record", {"max_denoising_steps": 12, "sampler": CosineSampler.factory(), **no_stop})),
         "ddim 8": (Schedule.diffusers(scheduler=diffusers.DiscreteDDIMScheduler(), steps=8),
                    ("pipe", diffusers.DiscreteDDIMScheduler, {"num_inference_steps": 8})),
         "block refinement 8": (
-            Schedule.diffusers(scheduler=diffusers.BlockRefinementScheduler(threshold=0.9), steps=8),
+            Schedule.diffusers(scheduler=diffusers.BlockRefinementScheduler(threshold=0.9),
+                               steps=8),
             ("pipe", lambda: diffusers.BlockRefinementScheduler(threshold=0.9),
              {"num_inference_steps": 8})),
     }
@@ -104,7 +107,8 @@ def main() -> None:
     print(f"tiny DiffusionGemma (canvas 64, hidden 64), {length} new tokens, {n} schedules "
           f"({', '.join(table)}), {args.threads} thread(s), {args.repeats} interleaved repeats")
     # warm-up both paths
-    sweep(model, tok, prompt, sweep_input, seeds=[0], max_new_tokens=length, progress=False).summary
+    warm = sweep(model, tok, prompt, sweep_input, seeds=[0], max_new_tokens=length, progress=False)
+    _ = warm.summary
     single_runs(model, tok, prompt, plan, 0, length)
 
     sweeps, singles, ratios, overheads = [], [], [], []

@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     try:
-        return {"demo": _demo, "record": _record, "export": _export, "info": _info}[args.command](args)
+        command = {"demo": _demo, "record": _record, "export": _export, "info": _info}[args.command]
+        return command(args)
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(f"dgviz {args.command}: {err}", file=sys.stderr)
         return 2
@@ -80,7 +81,8 @@ def _demo(args: argparse.Namespace) -> int:
             "seconds": round(seconds, 2),
         })
         print(f"{name:>10}: score {score:.2f}, {trace.num_steps} denoising steps, "
-              f"{trace.flips[0].sum()} draft flips, {seconds:.2f} s -> {args.out / (name + '.html')}")
+              f"{trace.flips[0].sum()} draft flips, {seconds:.2f} s "
+              f"-> {args.out / (name + '.html')}")
         print(f"{'':>10}  answer: {trace.text[0]!r}")
     (args.out / "summary.json").write_text(json.dumps(rows, indent=2))
     _write_index(args.out / "index.html", rows)

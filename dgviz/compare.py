@@ -309,8 +309,10 @@ class Comparison:
             shown.add(run.label)
         _layout(fig, "Convergence: share of positions already holding their final token"
                 + (" (top-1 prediction)" if basis == "prediction" else ""),
-                "forward passes (all canvases)" if x == "forward_passes" else "share of the run's forward passes")
-        fig.update_yaxes(title_text="share of positions final", tickformat=".0%", range=[-0.02, 1.02])
+                "forward passes (all canvases)" if x == "forward_passes"
+                else "share of the run's forward passes")
+        fig.update_yaxes(title_text="share of positions final", tickformat=".0%",
+                         range=[-0.02, 1.02])
         if x == "normalized":
             fig.update_xaxes(tickformat=".0%")
         return fig
@@ -473,11 +475,15 @@ class Comparison:
         return directory
 
     def _repr_html_(self) -> str:
-        return f"<p>{html.escape(repr(self))}</p>" + self.table.to_html(float_format="{:.3g}".format)
+        table = self.table.to_html(float_format="{:.3g}".format)
+        return f"<p>{html.escape(repr(self))}</p>" + table
 
 
 def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
-    """True where no other point has cost <= and quality >= with one strictly better (NaN: False)."""
+    """True where no other point has cost <= and quality >= with one strictly better.
+
+    NaN points are False.
+    """
     cost, quality = np.asarray(cost, float), np.asarray(quality, float)
     ok = ~(np.isnan(cost) | np.isnan(quality))
     out = np.zeros(cost.shape, bool)
@@ -519,7 +525,8 @@ def _finite_or_none(value: Any) -> float | None:
 
 # ============================================================================ building comparisons
 def compare(traces: Sequence[Trace] | Mapping[str, Trace], labels: Sequence[str] | None = None,
-            *, reference: str | None = None, score: Callable[[str], float] | None = None) -> Comparison:
+            *, reference: str | None = None,
+            score: Callable[[str], float] | None = None) -> Comparison:
     """A `Comparison` of recorded traces (from `dgviz.record`, files, or several sweeps).
 
     ``traces`` is a list (labels from ``labels``, else from each trace's schedule name or sampler
@@ -685,7 +692,8 @@ def load_comparison(directory: str | Path) -> Comparison:
     directory = Path(directory)
     index_path = directory / "index.json"
     if not index_path.is_file():
-        raise FileNotFoundError(f"No comparison index at {index_path} (written by Comparison.save).")
+        raise FileNotFoundError(
+            f"No comparison index at {index_path} (written by Comparison.save).")
     try:
         index = json.loads(index_path.read_text())
     except json.JSONDecodeError as err:

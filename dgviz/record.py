@@ -227,7 +227,8 @@ def encode_prompt(
         if ids.ndim == 1:
             ids = ids[None]
         if ids.ndim != 2:
-            raise ValueError(f"Prompt ids must be [length] or [batch, length], got shape {tuple(ids.shape)}.")
+            raise ValueError(
+                f"Prompt ids must be [length] or [batch, length], got shape {tuple(ids.shape)}.")
     elif isinstance(prompt, str):
         if not prompt:
             raise ValueError("The prompt is empty: give some text, a chat or input ids.")
@@ -359,7 +360,8 @@ class Collector:
             topk_probs=top_p,
         )
 
-    def flush_step(self, remaining: int, temperature: float, start: float, layers: int | None = None) -> None:
+    def flush_step(self, remaining: int, temperature: float, start: float,
+                   layers: int | None = None) -> None:
         """Copy the pending step to the host (one transfer) and hand it to ``on_step``.
 
         ``layers``: keep only the last ``layers`` decoder router calls (extra decoder passes,
@@ -372,9 +374,10 @@ class Collector:
         if routes:
             n, k = len(routes), routes[0][0].shape[-1]
             # [N, B*L, k] -> [B, N, L, k]
-            pending["expert_ids"] = torch.stack([r[0] for r in routes]).view(n, batch, length, k).transpose(0, 1)
-            pending["expert_weights"] = torch.stack([r[1] for r in routes]).view(n, batch, length, k).transpose(0, 1)
-            pending["router_entropy"] = torch.stack([r[2] for r in routes]).view(n, batch, length).transpose(0, 1)
+            ids, weights, entropy = (torch.stack([r[i] for r in routes]) for i in range(3))
+            pending["expert_ids"] = ids.view(n, batch, length, k).transpose(0, 1)
+            pending["expert_weights"] = weights.view(n, batch, length, k).transpose(0, 1)
+            pending["router_entropy"] = entropy.view(n, batch, length).transpose(0, 1)
         host = _to_host(pending)
         seconds = time.perf_counter() - start
         self.steps.append(host)
@@ -405,16 +408,18 @@ class Collector:
         n, k = len(routes), routes[0][0].shape[-1]
         batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
         tokens = routes[0][0].shape[0] // batch
-        packed = {
-            "encoder_expert_ids": torch.stack([r[0] for r in routes]).view(n, batch, tokens, k).permute(1, 2, 0, 3),
-            "encoder_expert_weights": torch.stack([r[1] for r in routes]).view(n, batch, tokens, k).permute(1, 2, 0, 3),
-            "encoder_router_entropy": torch.stack([r[2] for r in routes]).view(n, batch, tokens).permute(1, 2, 0),
+        ids, weights, entropy = (torch.stack([r[i] for r in routes]) for i in range(3))
+        packed = {  # [N, B*T, k] -> [B, T, N, k]
+            "encoder_expert_ids": ids.view(n, batch, tokens, k).permute(1, 2, 0, 3),
+            "encoder_expert_weights": weights.view(n, batch, tokens, k).permute(1, 2, 0, 3),
+            "encoder_router_entropy": entropy.view(n, batch, tokens).permute(1, 2, 0),
         }
         self.encoder_routing.append(_to_host(packed))
 
     def _new_token_text(self, host: dict[str, np.ndarray]) -> dict[int, str]:
-        ids = np.concatenate([host[k].ravel() for k in ("canvas_in", "sampled", "draft", "topk_ids") if k in host])
-        new = np.setdiff1d(np.unique(ids), np.fromiter(self._known_ids, np.int64, len(self._known_ids)))
+        ids = np.concatenate([host[k].ravel() for k in _ID_ARRAYS if k in host])
+        known = np.fromiter(self._known_ids, np.int64, len(self._known_ids))
+        new = np.setdiff1d(np.unique(ids), known)
         self._known_ids.update(int(i) for i in new)
         return token_texts(self.tokenizer, new)
 
@@ -430,15 +435,18 @@ class Collector:
 
     def build(self, *, output_ids: np.ndarray, tokens_per_forward: np.ndarray, meta: dict,
               overrides: dict[str, np.ndarray] | None = None) -> Trace:
-        prompt = self.prompt_ids.detach().cpu().numpy() if self.prompt_ids is not None else np.zeros((1, 0))
+        prompt = (self.prompt_ids.detach().cpu().numpy() if self.prompt_ids is not None
+                  else np.zeros((1, 0)))
         arrays = {name: self.stack(name, dtype) for name, dtype in _STEP_DTYPES.items()}
         arrays.update(overrides or {})
         if self.encoder_routing:
-            for name, dtype in (("encoder_expert_ids", np.int16), ("encoder_expert_weights", np.float16),
+            for name, dtype in (("encoder_expert_ids", np.int16),
+                                ("encoder_expert_weights", np.float16),
                                 ("encoder_router_entropy", np.float16)):
-                arrays[name] = np.concatenate([e[name] for e in self.encoder_routing], axis=1).astype(dtype)
+                parts = [e[name] for e in self.encoder_routing]
+                arrays[name] = np.concatenate(parts, axis=1).astype(dtype)
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
-        seen = [prompt, output_ids] + [arrays[n] for n in ("canvas_in", "sampled", "draft", "topk_ids")]
+        seen = [prompt, output_ids] + [arrays[n] for n in _ID_ARRAYS]
         token_text = token_texts(self.tokenizer, np.concatenate([a.ravel() for a in seen]))
         meta = {
             **meta,
@@ -459,6 +467,8 @@ class Collector:
         )
 
 
+# the per-step arrays that hold token ids (their tokens' text goes into the trace)
+_ID_ARRAYS = ("canvas_in", "sampled", "draft", "topk_ids")
 _STEP_DTYPES = {
     "canvas_in": np.int32, "sampled": np.int32, "draft": np.int32, "accepted": bool,
     "confidence": np.float32, "entropy": np.float32, "topk_ids": np.int32,
@@ -525,13 +535,14 @@ class _Recorder(Collector):
             accept = sampler.accept_canvas
 
             def accept_canvas(current_canvas, denoiser_canvas, logits, cur_step):
-                accepted_canvas = accept(current_canvas, denoiser_canvas, logits, cur_step)
+                accepted = accept(current_canvas, denoiser_canvas, logits, cur_step)
                 mask = getattr(sampler, "accepted_token_mask", None)
                 if mask is None:  # samplers that keep no mask: accepted = took the sampled token
-                    mask = (accepted_canvas == denoiser_canvas) & (accepted_canvas != current_canvas)
-                self.pending.update(canvas_in=current_canvas, sampled=denoiser_canvas, accepted=mask)
+                    mask = (accepted == denoiser_canvas) & (accepted != current_canvas)
+                self.pending.update(canvas_in=current_canvas, sampled=denoiser_canvas,
+                                    accepted=mask)
                 self.reduce_logits(logits)
-                return accepted_canvas
+                return accepted
 
             sampler.accept_canvas = accept_canvas
             self.sampler = sampler
@@ -652,7 +663,8 @@ def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """
     names = list(tensors)
     if all(t.device.type == "cpu" for t in tensors.values()):  # nothing to transfer
-        return {n: t.detach().numpy().copy() for n, t in tensors.items()}  # copy: generate reuses some
+        # copy: generate reuses some of these tensors in place
+        return {n: t.detach().numpy().copy() for n, t in tensors.items()}
     flat = [tensors[n].detach().reshape(-1).to(torch.float32) for n in names]
     packed = torch.cat(flat).cpu().numpy()
     out, offset = {}, 0

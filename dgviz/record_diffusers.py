@@ -50,7 +50,8 @@ def record_pipeline(
         call_kwargs["prompt"] = prompt
     elif isinstance(prompt, list | tuple) and prompt and all(isinstance(m, dict) for m in prompt):
         call_kwargs["messages"] = list(prompt)
-    elif isinstance(prompt, list | tuple) and len(prompt) > 1 and all(isinstance(p, str) for p in prompt):
+    elif (isinstance(prompt, list | tuple) and len(prompt) > 1
+          and all(isinstance(p, str) for p in prompt)):
         raise ValueError(
             "Recording a diffusers pipeline takes one prompt at a time (the pipeline does not say "
             "which batch rows stopped early). Record each prompt, or use the transformers model "
@@ -201,7 +202,8 @@ class _PipelineRecorder(Collector):
             "seed": seed,
             "top_k": self.top_k,
             "sampler": type(scheduler).__name__,
-            "scheduler_config": {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")},
+            "scheduler_config": {k: v for k, v in dict(scheduler.config).items()
+                                 if not k.startswith("_")},
             "max_denoising_steps": self.canvas_budget or call_kwargs.get("num_inference_steps"),
             **{k: v for k, v in call_kwargs.items()
                if k in ("gen_length", "num_inference_steps", "temperature", "stability_threshold",

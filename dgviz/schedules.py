@@ -101,7 +101,8 @@ class _CommitSampler:
         return accepted
 
     def renoise_canvas(self, accepted_canvas, cur_step):
-        noise = torch.randint(0, self.vocab_size, accepted_canvas.shape, device=accepted_canvas.device)
+        noise = torch.randint(0, self.vocab_size, accepted_canvas.shape,
+                              device=accepted_canvas.device)
         return torch.where(self.accepted_token_mask, accepted_canvas, noise)
 
     # the rule ----------------------------------------------------------------------------
@@ -156,7 +157,8 @@ class CosineSampler(_CommitSampler):
     name = "cosine"
 
     def budget(self, step: int) -> int:
-        frac = 1.0 - math.cos(math.pi / 2 * min(step, self.max_denoising_steps) / self.max_denoising_steps)
+        done = min(step, self.max_denoising_steps) / self.max_denoising_steps
+        frac = 1.0 - math.cos(math.pi / 2 * done)
         return min(self.canvas_length, math.ceil(self.canvas_length * frac - 1e-9))
 
     @classmethod
@@ -212,13 +214,15 @@ class Schedule:
                 "a diffusers scheduler (the diffusers pipeline), not both."
             )
         if self.sampler is not None and not callable(self.sampler):
-            raise TypeError("Schedule.sampler must be a callable sampler(generation_config, model).")
+            raise TypeError(
+                "Schedule.sampler must be a callable sampler(generation_config, model).")
         self.kwargs = dict(self.kwargs)
         for bad in ("seed", "sampler", "prompt", "return_dict_in_generate"):
             if bad in self.kwargs:
                 raise ValueError(
                     f"Schedule {self.name!r}: {bad!r} is not a schedule setting "
-                    + ("(seeds are given to the sweep)." if bad == "seed" else "(pass it separately).")
+                    + ("(seeds are given to the sweep)." if bad == "seed"
+                       else "(pass it separately).")
                 )
 
     # ------------------------------------------------------------------ constructors
@@ -261,7 +265,8 @@ class Schedule:
 
     @classmethod
     def fixed_rate(cls, name: str = "", *, tokens_per_step: int, steps: int | None = None,
-                   adaptive_stop: bool = True, description: str = "", **generate_kwargs: Any) -> Schedule:
+                   adaptive_stop: bool = True, description: str = "",
+                   **generate_kwargs: Any) -> Schedule:
         """`FixedRateSampler` in transformers' loop; ``steps`` defaults to ``ceil(L/k)`` per canvas
         (taken from the model when recorded) so every position gets committed."""
         kw = dict(generate_kwargs)
@@ -286,7 +291,8 @@ class Schedule:
         ``num_inference_steps``; other keywords go to the pipeline call (``temperature``,
         ``stability_threshold``, ``confidence_threshold``, ...)."""
         if scheduler is None:
-            raise ValueError("Schedule.diffusers needs a diffusers scheduler (or a factory for one).")
+            raise ValueError(
+                "Schedule.diffusers needs a diffusers scheduler (or a factory for one).")
         kw = dict(call_kwargs)
         if steps is not None:
             kw["num_inference_steps"] = steps
@@ -316,7 +322,8 @@ class Schedule:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description (for comparison bundles and tables)."""
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind, "description": self.description}
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind,
+                               "description": self.description}
         out["kwargs"] = {k: _jsonable(v) for k, v in self.kwargs.items()}
         if self.sampler is not None:
             out["sampler"] = repr(self.sampler)
@@ -502,8 +509,8 @@ def presets(*, diffusers: bool = True, steps: int = 48) -> dict[str, Schedule]:
             "take them back (L/2 steps per canvas)."),
         "cosine": Schedule.cosine(
             "cosine", steps=max(4, steps // 3),
-            description=f"custom rule: commit on MaskGIT's cosine schedule over {max(4, steps // 3)} "
-            "steps (few first, most at the end)."),
+            description="custom rule: commit on MaskGIT's cosine schedule over "
+            f"{max(4, steps // 3)} steps (few first, most at the end)."),
     }
     if diffusers:
         try:
@@ -514,7 +521,8 @@ def presets(*, diffusers: bool = True, steps: int = 48) -> dict[str, Schedule]:
         out.update({
             "diffusers entropy bound": Schedule.diffusers(
                 "diffusers entropy bound", _d.EntropyBoundScheduler(entropy_bound=0.1),
-                steps=steps, description="diffusers' EntropyBoundScheduler (bound 0.1, t 0.8->0.4)."),
+                steps=steps,
+                description="diffusers' EntropyBoundScheduler (bound 0.1, t 0.8->0.4)."),
             "ddim": Schedule.diffusers(
                 "ddim", _d.DiscreteDDIMScheduler(), steps=n,
                 description=f"diffusers' DiscreteDDIMScheduler, ancestral, {n} steps, greedy."),

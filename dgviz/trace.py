@@ -160,7 +160,8 @@ class Trace:
             got = getattr(self, name).shape
             if got != shape:
                 raise TraceFormatError(f"Trace.{name} has shape {got}, expected {shape}.")
-        if self.topk_ids.shape[:3] != (b, s, length) or self.topk_probs.shape != self.topk_ids.shape:
+        if (self.topk_ids.shape[:3] != (b, s, length)
+                or self.topk_probs.shape != self.topk_ids.shape):
             raise TraceFormatError(
                 f"Trace.topk_ids/topk_probs have shapes {self.topk_ids.shape} / "
                 f"{self.topk_probs.shape}, expected ({b}, {s}, {length}, K) each."
@@ -358,12 +359,12 @@ class Trace:
         if not 0 <= b < self.batch_size:
             raise IndexError(f"row {b} out of range: this trace has {self.batch_size} row(s).")
         sl = slice(b, b + 1)
+        shared = ("token_text", "meta", "step_canvas", "step_remaining", "temperature",
+                  "step_seconds")  # the same for every row
         kwargs = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("token_text", "meta") or value is None:
-                kwargs[f.name] = value
-            elif f.name in ("step_canvas", "step_remaining", "temperature", "step_seconds"):
+            if f.name in shared or value is None:
                 kwargs[f.name] = value
             else:
                 kwargs[f.name] = value[sl]

@@ -23,10 +23,12 @@ def test_record_then_info_and_export(checkpoint, tmp_path, capsys):
     assert main(["record", str(checkpoint), "the cat sat", "--out", str(out), "--seed", "3",
                  "--max-new-tokens", "32", "--steps", "4"]) == 0
     trace = dgviz.load_trace(out)
-    assert trace.num_steps == 8 and trace.settings["seed"] == 3
+    assert trace.num_steps == 8
+    assert trace.settings["seed"] == 3
     assert main(["info", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "8 steps" in printed and "forward passes" in printed
+    assert "8 steps" in printed
+    assert "forward passes" in printed
     html = tmp_path / "run.html"
     assert main(["export", str(out), "--html", str(html)]) == 0
     assert html.stat().st_size > 1000

@@ -3,6 +3,7 @@ hand, interrupted sweeps, bundles, the synced view."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -51,17 +52,22 @@ def test_transformers_settings_record_and_apply(tiny):
     no_stop = Schedule.transformers("no stop", steps=3, entropy_bound=0.5, t_min=0.2, t_max=0.9,
                                     adaptive_stop=False)
     trace = no_stop.record(model, tok, PROMPT, seed=1, max_new_tokens=32)
-    assert trace.complete and trace.num_canvases == 2
+    assert trace.complete
+    assert trace.num_canvases == 2
     assert trace.num_steps == 6  # no adaptive stop: every canvas takes all its steps
     s = trace.settings
-    assert (s["max_denoising_steps"], s["entropy_bound"], s["t_min"], s["t_max"]) == (3, 0.5, 0.2, 0.9)
-    assert s["stability_threshold"] is None and s["confidence_threshold"] is None
-    np.testing.assert_allclose(trace.temperature[:3], [0.9, 0.2 + 0.7 * 2 / 3, 0.2 + 0.7 / 3], rtol=1e-6)
+    assert s["max_denoising_steps"] == 3
+    assert (s["entropy_bound"], s["t_min"], s["t_max"]) == (0.5, 0.2, 0.9)
+    assert s["stability_threshold"] is None
+    assert s["confidence_threshold"] is None
+    np.testing.assert_allclose(trace.temperature[:3], [0.9, 0.2 + 0.7 * 2 / 3, 0.2 + 0.7 / 3],
+                               rtol=1e-6)
     assert trace.meta["schedule"]["kind"] == "transformers"
     # a plain dict of generate settings is a schedule too; entropy_bound becomes sampler_config
     sched = as_schedule("d", {"max_denoising_steps": 2, "entropy_bound": 3.0})
     trace = sched.record(model, tok, PROMPT, seed=1, max_new_tokens=16)
-    assert trace.settings["entropy_bound"] == 3.0 and trace.num_steps <= 2
+    assert trace.settings["entropy_bound"] == 3.0
+    assert trace.num_steps <= 2
 
 
 @pytest.mark.parametrize("k", [3, 16])
@@ -70,14 +76,16 @@ def test_fixed_rate_sampler_commits_k_per_step_and_keeps_them(tiny, k):
     sched = Schedule.fixed_rate("fixed", tokens_per_step=k, adaptive_stop=False)
     trace = sched.record(model, tok, PROMPT, seed=0, max_new_tokens=32)
     steps = math.ceil(L / k)
-    assert trace.num_steps == 2 * steps and trace.settings["max_denoising_steps"] == steps
-    assert trace.settings["sampler"] == "FixedRateSampler" and trace.settings["tokens_per_step"] == k
+    assert trace.num_steps == 2 * steps
+    assert trace.settings["max_denoising_steps"] == steps
+    assert trace.settings["sampler"] == "FixedRateSampler"
+    assert trace.settings["tokens_per_step"] == k
     for c in range(2):
         idx = trace.canvas_steps(c)
         acc = trace.accepted[0, idx]
         np.testing.assert_array_equal(acc.sum(axis=1), [min(L, k * (i + 1)) for i in range(steps)])
         assert (acc[1:] >= acc[:-1]).all()  # commits are never taken back
-        for a, b in zip(idx[:-1], idx[1:], strict=True):
+        for a, b in itertools.pairwise(idx):
             prev = trace.accepted[0, a - 1] if a != idx[0] else np.zeros(L, bool)
             new = trace.accepted[0, a] & ~prev
             # kept commits stay on the canvas; new ones put the sampled token there
@@ -123,10 +131,13 @@ def test_each_diffusers_scheduler_records(tiny, name):
     made = SCHEDULERS[name]()
     sched = Schedule.diffusers(name, made, steps=3)
     trace = sched.record(model, tok, PROMPT, seed=5, max_new_tokens=32)
-    assert trace.complete and trace.meta["source"] == "diffusers"
+    assert trace.complete
+    assert trace.meta["source"] == "diffusers"
     assert trace.settings["sampler"] == type(made).__name__
-    assert trace.settings["gen_length"] == 32 and trace.num_steps >= 1
-    assert sched.kind == "diffusers" and sched.to_dict()["scheduler"] == type(made).__name__
+    assert trace.settings["gen_length"] == 32
+    assert trace.num_steps >= 1
+    assert sched.kind == "diffusers"
+    assert sched.to_dict()["scheduler"] == type(made).__name__
 
     fp = trace.forward_passes()
     if name == "ddim + corrector":
@@ -145,7 +156,8 @@ def test_presets_really_differ_and_all_record(tiny):
     assert len({repr(s).split(":", 1)[1] for s in ps.values()}) == len(ps)  # no two alike
     comp = sweep(model, tok, PROMPT, {k: ps[k] for k in ps if k != "default"}, seeds=[0],
                  max_new_tokens=16, progress=False)
-    assert comp.complete and len(comp) == len(ps) - 1
+    assert comp.complete
+    assert len(comp) == len(ps) - 1
     df = comp.summary
     assert df["forward_passes"].nunique() > 3  # the presets do not all cost the same
 
@@ -182,7 +194,8 @@ def hand_trace(outputs=(11, 12, 13, 21, 22, 23), seed=7) -> Trace:
     lock_in is [1, 0, 2] (canvas 0) and [5, 4, 4] (canvas 1)."""
     draft = np.array([[10, 12, 13], [11, 12, 14], [11, 12, 13], [11, 12, 13],
                       [20, 22, 23], [21, 22, 23]])[None]
-    accepted = np.array([[0, 1, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1], [0, 0, 1], [1, 1, 1]], bool)[None]
+    accepted = np.array([[0, 1, 0], [1, 1, 0], [1, 0, 1], [1, 1, 1],
+                         [0, 0, 1], [1, 1, 1]], bool)[None]
     s, length = 6, 3
     conf = np.array([[.1, .2, .3], [.4, .5, .6], [.5, .5, .5], [.6, .7, .8],
                      [.2, .2, .2], [.9, .6, .3]], np.float32)[None]
@@ -196,7 +209,8 @@ def hand_trace(outputs=(11, 12, 13, 21, 22, 23), seed=7) -> Trace:
         temperature=np.linspace(0.8, 0.4, s), step_seconds=np.full(s, 0.01),
         prompt_ids=np.array([[1, 2]]), output_ids=np.array([list(outputs)]),
         tokens_per_forward=np.array([1.0]), token_text={i: f"t{i}" for i in range(30)},
-        meta={"settings": {"seed": seed, "sampler": "Hand"}, "text": ["out"], "prompt_text": ["in"]},
+        meta={"settings": {"seed": seed, "sampler": "Hand"}, "text": ["out"],
+              "prompt_text": ["in"]},
     )
 
 
@@ -206,8 +220,11 @@ def test_summary_matches_hand_computed_values():
     comp = compare([ref, other], labels=["ref", "other"], score=lambda text: 0.25)
     df = comp.summary.set_index("label")
     r = df.loc["ref"]
-    assert r["seed"] == 7 and r["canvases"] == 2 and r["steps"] == 6
-    assert r["forward_passes"] == 6 and r["forward_passes_per_canvas"] == 3.0
+    assert r["seed"] == 7
+    assert r["canvases"] == 2
+    assert r["steps"] == 6
+    assert r["forward_passes"] == 6
+    assert r["forward_passes_per_canvas"] == 3.0
     assert r["tokens_per_forward"] == 1.0
     assert r["wall_seconds"] == pytest.approx(0.06)  # compare(): the recorded step times
     # last steps of the canvases are 3 and 5: mean of [.6 .7 .8 .9 .6 .3]
@@ -215,13 +232,15 @@ def test_summary_matches_hand_computed_values():
     # steps each position needs (lock_in - canvas start + 1): canvas 0 [2,1,3], canvas 1 [2,1,1]
     # 50% = 2nd smallest: 2 and 1; 90% and 100% = 3rd: 3 and 2
     assert (r["steps_to_50"], r["steps_to_90"], r["steps_to_100"]) == (1.5, 2.5, 2.5)
-    assert r["agreement"] == 1.0 and df.loc["other", "agreement"] == pytest.approx(4 / 6)
+    assert r["agreement"] == 1.0
+    assert df.loc["other", "agreement"] == pytest.approx(4 / 6)
     assert r["score"] == 0.25
     xs, ys = lock_fraction_curve(ref)
     np.testing.assert_array_equal(xs, [0, 1, 2, 3, 4, 5, 6])
     np.testing.assert_allclose(ys, [0, 1 / 6, 2 / 6, 3 / 6, 3 / 6, 5 / 6, 1])
     table = comp.table
-    assert list(table.index) == ["ref", "other"] and table.loc["ref", "runs"] == 1
+    assert list(table.index) == ["ref", "other"]
+    assert table.loc["ref", "runs"] == 1
     assert table["pareto"].tolist() == [True, True]  # equal cost and score: neither dominates
 
 
@@ -231,7 +250,7 @@ def test_prediction_lock_in_by_hand_and_on_transformers(tiny):
     t.topk_ids[0, 0, 0, 0] = 11  # step 0 already predicted pos 0's final token
     t.topk_ids[0, 3, 2, 0] = 99  # and the last step of canvas 0 no longer predicts pos 2's
     np.testing.assert_array_equal(prediction_lock_in(t), [[0, 0, 4], [5, 4, 4]])
-    xs, ys = lock_fraction_curve(t, basis="prediction")
+    _, ys = lock_fraction_curve(t, basis="prediction")
     np.testing.assert_allclose(ys, [0, 2 / 6, 2 / 6, 2 / 6, 2 / 6, 5 / 6, 1])
     # transformers' draft is the argmax, so both bases agree on a real recording
     model, tok = tiny
@@ -243,14 +262,16 @@ def test_prediction_lock_in_by_hand_and_on_transformers(tiny):
 def test_pareto_mask_by_hand():
     cost = np.array([1.0, 2.0, 2.0, 3.0, 4.0, np.nan])
     quality = np.array([0.2, 0.5, 0.4, 0.5, 0.9, 1.0])
-    np.testing.assert_array_equal(pareto_mask(cost, quality), [True, True, False, False, True, False])
+    np.testing.assert_array_equal(pareto_mask(cost, quality),
+                                  [True, True, False, False, True, False])
 
 
 def test_figures_from_a_comparison():
     comp = compare({"a": hand_trace(), "b": hand_trace(outputs=(0,) * 6, seed=7)},
                    score=lambda text: 1.0)
     conv = comp.convergence_figure()
-    assert len(conv.data) == 2 and list(conv.data[0].y) == pytest.approx(
+    assert len(conv.data) == 2
+    assert list(conv.data[0].y) == pytest.approx(
         [0, 1 / 6, 2 / 6, 3 / 6, 3 / 6, 5 / 6, 1])
     assert list(comp.convergence_figure(x="normalized").data[0].x)[-1] == 1.0
     acc = comp.accepted_figure()
@@ -264,7 +285,8 @@ def test_figures_from_a_comparison():
 
 # ---------------------------------------------------------------------------- interrupts
 class _InterruptAfter:
-    """A sampler factory whose sampler raises KeyboardInterrupt in its n-th run (as Ctrl-C would)."""
+    """A sampler factory whose sampler raises KeyboardInterrupt in its n-th run (as Ctrl-C
+    would)."""
 
     def __init__(self, n):
         self.calls, self.n = 0, n
@@ -286,7 +308,8 @@ def test_interrupt_keeps_finished_runs(tiny):
     with pytest.warns(UserWarning, match="Sweep interrupted: keeping the 3 finished"):
         comp = sweep(model, tok, PROMPT, schedules, seeds=[0, 1, 2], max_new_tokens=16,
                      progress=False)
-    assert not comp.complete and "INTERRUPTED" in repr(comp)
+    assert not comp.complete
+    assert "INTERRUPTED" in repr(comp)
     assert [(r.label, r.seed) for r in comp] == [("few", 0), ("flaky", 0), ("few", 1)]
     assert all(r.trace.complete for r in comp)
     assert len(comp.summary) == 3
@@ -305,7 +328,8 @@ def test_interrupt_outside_recording_keeps_finished_runs(tiny):
     with pytest.warns(UserWarning, match="keeping the 1 finished"):
         comp = sweep(model, tok, PROMPT, {"a": {"max_denoising_steps": 1}}, seeds=[0, 1, 2],
                      score=score, max_new_tokens=16, progress=False)
-    assert len(comp) == 1 and comp[0].score == 1.0
+    assert len(comp) == 1
+    assert comp[0].score == 1.0
 
 
 def test_errors_keep_finished_runs_on_the_exception(tiny):
@@ -322,22 +346,27 @@ def test_errors_keep_finished_runs_on_the_exception(tiny):
         sweep(model, tok, PROMPT, {"a": {"max_denoising_steps": 1}}, seeds=[0, 1],
               score=score, max_new_tokens=16, progress=False)
     partial = info.value.partial_comparison
-    assert len(partial) == 1 and partial[0].score == 0.5 and not partial.complete
+    assert len(partial) == 1
+    assert partial[0].score == 0.5
+    assert not partial.complete
 
 
 # ---------------------------------------------------------------------------- bundles
 def test_bundle_round_trip(tiny, tmp_path):
     model, tok = tiny
-    comp = sweep(model, tok, PROMPT, {"few": {"max_denoising_steps": 2},
-                                      "ddim": Schedule.diffusers(scheduler=diffusers.DiscreteDDIMScheduler(), steps=2)},
+    ddim = Schedule.diffusers(scheduler=diffusers.DiscreteDDIMScheduler(), steps=2)
+    comp = sweep(model, tok, PROMPT, {"few": {"max_denoising_steps": 2}, "ddim": ddim},
                  seeds=[3, 4], score=lambda text: len(text) / 10, max_new_tokens=16,
                  reference="ddim", progress=False)
     path = comp.save(tmp_path / "bundle")
     index = json.loads((path / "index.json").read_text())
-    assert index["format"] == "dgviz-comparison" and len(index["runs"]) == 4
+    assert index["format"] == "dgviz-comparison"
+    assert len(index["runs"]) == 4
     assert all(p.suffix in (".dgtrace", ".json") for p in path.iterdir())
     back = load_comparison(path)
-    assert back.reference == "ddim" and back.complete and back.labels == ["few", "ddim"]
+    assert back.reference == "ddim"
+    assert back.complete
+    assert back.labels == ["few", "ddim"]
     assert back.summary.equals(comp.summary)
     for a, b in zip(comp, back, strict=True):
         np.testing.assert_array_equal(a.trace.draft, b.trace.draft)
@@ -358,10 +387,12 @@ def test_widget_stacks_one_synced_timeline_per_run():
     view, table = box.children
     timelines = [c for c in view.children if isinstance(c, Timeline)]
     assert len(timelines) == 2
-    assert len({t.sync for t in timelines}) == 1 and timelines[0].sync
+    assert len({t.sync for t in timelines}) == 1
+    assert timelines[0].sync
     assert all(t.compact and t.sync_mode == "forward_passes" for t in timelines)
     assert [t.label for t in timelines] == [f"{r.label} · seed {r.seed}" for r in comp.runs]
-    assert "forward_passes" in table.value and "<td>a</td>" in table.value
+    assert "forward_passes" in table.value
+    assert "<td>a</td>" in table.value
 
 
 # ---------------------------------------------------------------------------- errors
@@ -372,7 +403,8 @@ def test_errors_say_what_to_do(tiny):
     with pytest.raises(ValueError, match="reference"):
         sweep(model, tok, PROMPT, {"a": None}, seeds=[0], reference="b")
     with pytest.raises(ValueError, match="not both"):
-        Schedule("x", sampler=FixedRateSampler.factory(2), scheduler=diffusers.DiscreteDDIMScheduler())
+        Schedule("x", sampler=FixedRateSampler.factory(2),
+                 scheduler=diffusers.DiscreteDDIMScheduler())
     with pytest.raises(ValueError, match="seeds are given"):
         Schedule("x", kwargs={"seed": 1})
     with pytest.raises(TypeError, match="Schedule"):
@@ -390,7 +422,8 @@ def test_multirow_traces_become_one_run_per_row(tiny):
         warnings.simplefilter("error")
         comp = compare([trace], labels=["batch"])
     assert [r.label for r in comp] == ["batch[0]", "batch[1]"]
-    assert comp.summary["forward_passes"].tolist() == [trace.forward_passes(0), trace.forward_passes(1)]
+    assert comp.summary["forward_passes"].tolist() == [trace.forward_passes(0),
+                                                       trace.forward_passes(1)]
 
 
 # ---------------------------------------------------------------------------- offline page
@@ -400,4 +433,5 @@ def test_offline_html_is_the_synced_timeline_page(tmp_path):
     comp = compare({"<b>a</b>": hostile, "b": hand_trace(outputs=(0,) * 6)})
     text = comp.to_html(tmp_path / "compare.html").read_text()
     assert text.count('type="application/json" id="dgviz-data') == 2  # one data block per run
-    assert "<script>window.__pwned" not in text and "<b>a</b>" not in text
+    assert "<script>window.__pwned" not in text
+    assert "<b>a</b>" not in text

@@ -1,4 +1,5 @@
-"""Packaging: one version everywhere, and the wheel carries the built front end and the demo model."""
+"""Packaging: one version everywhere, and the wheel carries the built front end and the demo
+model."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def test_wheel_contains_the_bundle_and_the_demo_checkpoint(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("dgviz-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "dgviz/static/widget.js" in names and "dgviz/static/widget.css" in names
+    assert "dgviz/static/widget.js" in names
+    assert "dgviz/static/widget.css" in names
     assert "dgviz/demo/checkpoint/model.safetensors" in names
     assert "dgviz/demo/checkpoint/tokenizer.json" in names
     assert not any(n.startswith(("tests/", "js/", "notebooks/")) for n in names)

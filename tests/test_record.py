@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -24,7 +26,8 @@ CONFIGS = [
     # (model kwargs, generate kwargs)
     ({}, {"max_new_tokens": 48, "max_denoising_steps": 6}),
     ({"canvas_length": 8, "top_k_experts": 1}, {"max_new_tokens": 20, "max_denoising_steps": 4}),
-    ({"canvas_length": 24, "num_experts": 4, "num_layers": 3}, {"max_new_tokens": 24, "max_denoising_steps": 10, "t_min": 0.2, "t_max": 1.5}),
+    ({"canvas_length": 24, "num_experts": 4, "num_layers": 3},
+     {"max_new_tokens": 24, "max_denoising_steps": 10, "t_min": 0.2, "t_max": 1.5}),
 ]
 
 
@@ -70,7 +73,8 @@ def test_invariants(tiny):
     trace = dgviz.record(model, tok, "the cat sat on the mat", seed=1, max_new_tokens=48,
                          max_denoising_steps=8)
     # confidence is a probability, entropy non-negative, top-k sorted and led by the confidence
-    assert (trace.confidence > 0).all() and (trace.confidence <= 1).all()
+    assert (trace.confidence > 0).all()
+    assert (trace.confidence <= 1).all()
     assert (trace.entropy >= 0).all()
     np.testing.assert_allclose(trace.topk_probs[..., 0], trace.confidence)
     assert (np.diff(trace.topk_probs, axis=-1) <= 1e-7).all()
@@ -79,7 +83,7 @@ def test_invariants(tiny):
     # accepted positions hold the sampled token in the next step's canvas; the rest was re-noised
     for c in range(trace.num_canvases):
         steps = trace.canvas_steps(c)
-        for s, nxt in zip(steps[:-1], steps[1:], strict=True):
+        for s, nxt in itertools.pairwise(steps):
             acc = trace.accepted[0, s]
             np.testing.assert_array_equal(trace.canvas_in[0, nxt][acc], trace.sampled[0, s][acc])
     # each canvas's final draft is the output
@@ -92,15 +96,17 @@ def test_invariants(tiny):
         assert (trace.lock_in[0, c] <= steps[-1]).all()
     # routing: valid expert ids, normalised weights' shape, entropy bounded by log(E)
     assert trace.has_routing
-    assert trace.expert_ids.min() >= 0 and trace.expert_ids.max() < trace.num_experts
+    assert trace.expert_ids.min() >= 0
+    assert trace.expert_ids.max() < trace.num_experts
     assert trace.expert_ids.shape == (1, trace.num_steps, 2, 16, 2)
     assert (trace.router_entropy >= 0).all()
     assert (trace.router_entropy <= np.log(trace.num_experts) + 1e-2).all()
-    assert trace.encoder_expert_ids.shape[1] == trace.prompt_ids.shape[1] + 16 * (trace.num_canvases - 1)
+    encoded = trace.prompt_ids.shape[1] + 16 * (trace.num_canvases - 1)
+    assert trace.encoder_expert_ids.shape[1] == encoded
     # temperature follows transformers' linear schedule, counted down
     t_min, t_max, n = 0.4, 0.8, 8
-    np.testing.assert_allclose(trace.temperature, t_min + (t_max - t_min) * trace.step_remaining / n,
-                               rtol=1e-6)
+    expected = t_min + (t_max - t_min) * trace.step_remaining / n
+    np.testing.assert_allclose(trace.temperature, expected, rtol=1e-6)
     # token text covers every id shown
     for name in ("canvas_in", "sampled", "draft", "topk_ids"):
         assert set(np.unique(getattr(trace, name)).tolist()) <= set(trace.token_text)
@@ -209,7 +215,8 @@ def test_routing_can_be_skipped(tiny):
     model, tok = tiny
     trace = dgviz.record(model, tok, "the cat", seed=0, max_new_tokens=16, max_denoising_steps=2,
                          routing=False)
-    assert not trace.has_routing and trace.encoder_expert_ids is None
+    assert not trace.has_routing
+    assert trace.encoder_expert_ids is None
 
 
 # ------------------------------------------------------------------------------- clear errors
@@ -230,7 +237,7 @@ def test_rejects_a_tokenizer_that_does_not_fit(tiny):
 @pytest.mark.parametrize("prompt", ["", [], torch.zeros((1, 0), dtype=torch.long)])
 def test_rejects_empty_prompts(tiny, prompt):
     model, tok = tiny
-    with pytest.raises((ValueError, TypeError), match="empty|zero tokens"):
+    with pytest.raises((ValueError, TypeError), match=r"empty|zero tokens"):
         dgviz.record(model, tok, prompt)
 
 

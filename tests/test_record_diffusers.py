@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -41,13 +43,15 @@ def test_pipeline_recording_matches_and_is_consistent(model_and_tokenizer, name)
     np.testing.assert_array_equal(trace.output_ids, ref.sequences.numpy())
     assert trace.meta["source"] == "diffusers"
     assert trace.settings["sampler"] == type(pipe.scheduler).__name__
-    assert trace.complete and trace.has_routing
+    assert trace.complete
+    assert trace.has_routing
     # the draft is what the pipeline kept: the next step's input, and finally the output
     for c in range(trace.num_canvases):
         steps = trace.canvas_steps(c)
-        for s, nxt in zip(steps[:-1], steps[1:], strict=True):
+        for s, nxt in itertools.pairwise(steps):
             np.testing.assert_array_equal(trace.draft[0, s], trace.canvas_in[0, nxt])
-        np.testing.assert_array_equal(trace.draft[0, steps[-1]], trace.output_ids[0, c * 16 : (c + 1) * 16])
+        np.testing.assert_array_equal(trace.draft[0, steps[-1]],
+                                      trace.output_ids[0, c * 16 : (c + 1) * 16])
         # a canvas that ended before its step budget was ended by the adaptive stop
         assert trace.stop[0, steps[-1]] == (len(steps) < trace.settings["max_denoising_steps"])
     # forward passes include corrector sweeps; tokens per forward follows from them
@@ -57,9 +61,11 @@ def test_pipeline_recording_matches_and_is_consistent(model_and_tokenizer, name)
         assert passes > trace.num_steps
     out = trace.output_ids[0]
     # like transformers: tokens up to the first eos count, the rest is padding
-    generated = int(np.flatnonzero(out == tok.eos_token_id)[0]) + 1 if (out == tok.eos_token_id).any() else out.size
+    eos = np.flatnonzero(out == tok.eos_token_id)
+    generated = int(eos[0]) + 1 if eos.size else out.size
     np.testing.assert_allclose(trace.tokens_per_forward, [generated / passes], rtol=1e-6)
-    assert (trace.confidence > 0).all() and (trace.confidence <= 1).all()
+    assert (trace.confidence > 0).all()
+    assert (trace.confidence <= 1).all()
     assert (trace.entropy >= 0).all()
 
 
@@ -86,14 +92,16 @@ def test_entropy_bound_scheduler_explainer_uses_its_bound(model_and_tokenizer):
     assert ex["bound"] == 0.5
     np.testing.assert_array_equal(ex["accepted"], ex["criterion"] <= 0.5 + 1e-5)
     # temperature anneals from t_max to t_min as diffusers' scheduler does
-    assert trace.temperature[0] == pytest.approx(0.8) and trace.temperature[-1] < trace.temperature[0]
+    assert trace.temperature[0] == pytest.approx(0.8)
+    assert trace.temperature[-1] < trace.temperature[0]
 
 
 def test_pipeline_patches_are_removed(model_and_tokenizer):
     model, tok = model_and_tokenizer
     pipe = _pipe(model, tok, SCHEDULERS["ddim_corrector"]())
     dgviz.record(pipe, None, "the cat", seed=0, gen_length=16, num_inference_steps=3)
-    assert "step" not in pipe.scheduler.__dict__ and "step_correct" not in pipe.scheduler.__dict__
+    assert "step" not in pipe.scheduler.__dict__
+    assert "step_correct" not in pipe.scheduler.__dict__
     assert "_prepare_inputs" not in pipe.__dict__
     assert not [m for m in model.modules() if m._forward_hooks]
 

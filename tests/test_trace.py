@@ -29,7 +29,7 @@ def hand_trace() -> Trace:
         ],
         dtype=bool,
     )[None]
-    s, length, k = 6, 3, 2
+    s, length = 6, 3
     conf = np.full((1, s, length), 0.5, np.float32)
     topk_ids = np.stack([draft, draft + 1], axis=-1)
     return Trace(
@@ -57,7 +57,9 @@ def hand_trace() -> Trace:
 
 def test_derived_quantities_by_hand():
     t = hand_trace()
-    assert t.num_canvases == 2 and t.num_steps == 6 and t.canvas_length == 3
+    assert t.num_canvases == 2
+    assert t.num_steps == 6
+    assert t.canvas_length == 3
     np.testing.assert_array_equal(t.final_tokens[0], [[11, 12, 13], [21, 22, 23]])
     # pos0 holds 11 from step 1; pos1 always 12; pos2 holds 13 from step 2 (it was 13 at step 0
     # too, but lost it at step 1: lock-in means "from here on")
@@ -170,12 +172,16 @@ def test_to_dataframe_has_one_row_per_row_step_position():
     df = t.to_dataframe()
     assert len(df) == 1 * 6 * 3
     row = df[(df.step == 5) & (df.position == 0)].iloc[0]
-    assert row.canvas == 1 and row.canvas_step == 1 and row.remaining == 3
-    assert row.draft_text == "t21" and bool(row.locked)
+    assert row.canvas == 1
+    assert row.canvas_step == 1
+    assert row.remaining == 3
+    assert row.draft_text == "t21"
+    assert bool(row.locked)
     assert not bool(df[(df.step == 4) & (df.position == 0)].iloc[0].locked)
 
 
 def test_shape_mismatch_is_a_clear_error():
     t = hand_trace()
-    with pytest.raises(TraceFormatError, match="Trace.entropy has shape"):
-        Trace(**{**{f: getattr(t, f) for f in t.__dataclass_fields__}, "entropy": np.ones((1, 2, 3))})
+    fields = {f: getattr(t, f) for f in t.__dataclass_fields__}
+    with pytest.raises(TraceFormatError, match=r"Trace\.entropy has shape"):
+        Trace(**{**fields, "entropy": np.ones((1, 2, 3))})
