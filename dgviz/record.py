@@ -53,6 +53,8 @@ class StepEvent:
     Arrays are numpy, batch first, without the step axis (``canvas_in`` is ``[B, L]``,
     ``expert_ids`` is ``[B, N, L, k]``; see `Trace` for the meaning of each).
     ``new_token_text`` holds the decoded text of ids this step showed for the first time.
+    ``snapshot()`` builds the `Trace` of the steps so far (``complete`` False), as `record`
+    builds the final one; call it from ``on_step`` (live views).
     """
 
     step: int
@@ -63,6 +65,7 @@ class StepEvent:
     arrays: dict[str, np.ndarray]
     new_token_text: dict[int, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)  # as `Trace.settings` will hold them
+    snapshot: Callable[[], Trace] | None = field(default=None, repr=False, compare=False)
 
 
 # ---------------------------------------------------------------------------- public entry point
@@ -312,7 +315,7 @@ class Collector:
         self.pending: dict[str, torch.Tensor] = {}
         self.decoder_routes: list[tuple] = []
         self.encoder_routes: list[tuple] = []
-        self._known_ids: set[int] = set()
+        self._token_text: dict[int, str] = {}  # every id decoded so far
 
     @contextlib.contextmanager
     def patched(self, patches: list[tuple[Any, str, Any]], model) -> Iterator[None]:
@@ -393,6 +396,7 @@ class Collector:
                     arrays=host,
                     new_token_text=self._new_token_text(host),
                     settings=self.settings(),
+                    snapshot=self.snapshot,
                 )
             )
 
@@ -416,12 +420,17 @@ class Collector:
         }
         self.encoder_routing.append(_to_host(packed))
 
+    def _token_texts(self, ids: np.ndarray) -> dict[int, str]:
+        """`token_texts` of ``ids``, decoding each id once per run."""
+        uniq = np.unique(ids)
+        known = np.fromiter(self._token_text, np.int64, len(self._token_text))
+        self._token_text.update(token_texts(self.tokenizer, np.setdiff1d(uniq, known)))
+        return {int(i): self._token_text[int(i)] for i in uniq}
+
     def _new_token_text(self, host: dict[str, np.ndarray]) -> dict[int, str]:
         ids = np.concatenate([host[k].ravel() for k in _ID_ARRAYS if k in host])
-        known = np.fromiter(self._known_ids, np.int64, len(self._known_ids))
-        new = np.setdiff1d(np.unique(ids), known)
-        self._known_ids.update(int(i) for i in new)
-        return token_texts(self.tokenizer, new)
+        known = np.fromiter(self._token_text, np.int64, len(self._token_text))
+        return self._token_texts(np.setdiff1d(np.unique(ids), known))
 
     def stack(self, name: str, dtype) -> np.ndarray | None:
         """``name`` over all steps, ``[B, S, ...]``; None for routing arrays never recorded."""
@@ -432,6 +441,13 @@ class Collector:
         batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
         tail = _REQUIRED_SHAPES[name](self.canvas_length, self.top_k)
         return np.zeros((batch, 0, *tail), dtype)
+
+    def snapshot(self) -> Trace:
+        """The steps recorded so far as a Trace (no output yet, ``complete`` False)."""
+        batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
+        return self.build(output_ids=np.zeros((batch, 0), np.int64),
+                          tokens_per_forward=np.full(batch, np.nan),
+                          meta={"complete": False, "settings": self.settings()})
 
     def build(self, *, output_ids: np.ndarray, tokens_per_forward: np.ndarray, meta: dict,
               overrides: dict[str, np.ndarray] | None = None) -> Trace:
@@ -447,7 +463,7 @@ class Collector:
                 arrays[name] = np.concatenate(parts, axis=1).astype(dtype)
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
         seen = [prompt, output_ids] + [arrays[n] for n in _ID_ARRAYS]
-        token_text = token_texts(self.tokenizer, np.concatenate([a.ravel() for a in seen]))
+        token_text = self._token_texts(np.concatenate([a.ravel() for a in seen]))
         meta = {
             **meta,
             "text": self.tokenizer.batch_decode(output_ids, skip_special_tokens=True),

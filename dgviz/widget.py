@@ -399,47 +399,36 @@ class Timeline(anywidget.AnyWidget):
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("This widget is already recording a run; wait() or stop() first.")
-        from .record import encode_prompt, record
+        from .record import StepEvent, record
 
         self._stop.clear()
         self.exception = None
         self.error = ""
         self.status = "running: preparing"
-        events: list[Any] = []
-        token_text: dict[int, str] = {}
-        try:
-            prompt_ids = encode_prompt(tokenizer, prompt)[0].cpu().numpy()
-        except Exception:  # the recorder raises a clear error for it in the thread
-            prompt_ids = np.zeros((1, 0), np.int32)
-        last_push = [0.0]
+        last_push, last_canvas = [0.0], [-1]
         started = time.perf_counter()
 
-        def push(force: bool = False) -> None:
-            now = time.perf_counter()
-            if not force and now - last_push[0] < interval:
-                return
-            last_push[0] = now
-            partial = _partial_trace(events, prompt_ids, token_text, record_kwargs)
-            current = events[-1].canvas if events else None
-            self._show(partial, live=True, in_progress=current, reuse=True)
-            self.status = f"running: step {len(events)} · canvas {(current or 0) + 1}"
-
-        def on_step(event: Any) -> None:
+        def on_step(event: StepEvent) -> None:
             if self._stop.is_set():
                 raise _Stopped
-            new_canvas = bool(events) and event.canvas != events[-1].canvas
-            events.append(event)
-            token_text.update(event.new_token_text)
-            push(force=new_canvas or len(events) == 1)
+            now = time.perf_counter()
+            # at most every `interval` seconds, and at the first step of each canvas
+            if now - last_push[0] < interval and event.canvas == last_canvas[0]:
+                return
+            last_push[0], last_canvas[0] = now, event.canvas
+            self._show(event.snapshot(), live=True, in_progress=event.canvas, reuse=True)
+            self.status = f"running: step {event.step + 1} · canvas {event.canvas + 1}"
 
         def work() -> None:
             try:
                 trace = record(model, tokenizer, prompt, on_step=on_step, **record_kwargs)
             except _Stopped as err:
-                partial = getattr(err, "partial_trace", None) or _partial_trace(
-                    events, prompt_ids, token_text, record_kwargs)
-                self._finish(partial,
-                             f"stopped: after {partial.num_steps} steps (incomplete trace)")
+                partial = getattr(err, "partial_trace", None)  # record attaches the steps so far
+                if partial is None:  # building it failed: keep the last live view
+                    self.status = "stopped"
+                else:
+                    self._finish(partial,
+                                 f"stopped: after {partial.num_steps} steps (incomplete trace)")
             except BaseException as err:  # shown in the widget; the kernel never sees it
                 self.exception = err
                 partial = getattr(err, "partial_trace", None)
@@ -519,39 +508,6 @@ def synced(traces: Any, labels: Any = None, *, mode: str = "normalized", compact
 
 class _Stopped(Exception):
     """Raised inside the recorder's step callback to stop a live run."""
-
-
-def _partial_trace(events: list[Any], prompt_ids: np.ndarray, token_text: dict[int, str],
-                   record_kwargs: dict[str, Any]) -> Trace:
-    """A Trace of the steps recorded so far (live view); `record` builds the real one at the end."""
-    batch = prompt_ids.shape[0]
-    settings = {k: v for k, v in record_kwargs.items() if isinstance(v, int | float | str)}
-    meta = {"complete": False, "settings": settings}
-    if not events:
-        length = 0
-        empty = np.zeros((batch, 0, length))
-        return Trace(canvas_in=empty, sampled=empty, draft=empty, accepted=empty,
-                     confidence=empty, entropy=empty, topk_ids=np.zeros((batch, 0, 0, 1)),
-                     topk_probs=np.zeros((batch, 0, 0, 1)), active=np.zeros((batch, 0)),
-                     stop=np.zeros((batch, 0)), step_canvas=np.zeros(0), step_remaining=np.zeros(0),
-                     temperature=np.zeros(0), step_seconds=np.zeros(0), prompt_ids=prompt_ids,
-                     output_ids=np.zeros((batch, 0)), tokens_per_forward=np.full(batch, np.nan),
-                     token_text=dict(token_text), meta=meta)
-    names = list(events[0].arrays)
-    arrays = {n: np.stack([e.arrays[n] for e in events], axis=1) for n in names}
-    return Trace(
-        **arrays,
-        step_canvas=np.array([e.canvas for e in events]),
-        step_remaining=np.array([e.remaining for e in events]),
-        temperature=np.array([e.temperature for e in events]),
-        step_seconds=np.array([e.seconds for e in events]),
-        prompt_ids=prompt_ids if prompt_ids.shape[0] == arrays["canvas_in"].shape[0]
-        else np.zeros((arrays["canvas_in"].shape[0], 0)),
-        output_ids=np.zeros((arrays["canvas_in"].shape[0], 0)),
-        tokens_per_forward=np.full(arrays["canvas_in"].shape[0], np.nan),
-        token_text=dict(token_text),
-        meta=meta,
-    )
 
 
 def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, interval: float = 0.1,

@@ -156,10 +156,23 @@ def test_chat_prompt_uses_chat_template(tiny):
 
 def test_on_step_streams_every_step(tiny):
     model, tok = tiny
-    events = []
+    events, snapshots = [], []
+
+    def on_step(event):
+        events.append(event)
+        snapshots.append(event.snapshot())
+
     trace = dgviz.record(model, tok, "the cat", seed=0, max_new_tokens=32, max_denoising_steps=4,
-                         on_step=events.append)
+                         on_step=on_step)
     assert [e.step for e in events] == list(range(trace.num_steps))
+    # each snapshot is the final trace's steps so far, built the same way
+    for n, snap in enumerate(snapshots, start=1):
+        assert not snap.complete
+        assert snap.num_steps == n
+        np.testing.assert_array_equal(snap.draft, trace.draft[:, :n])
+        np.testing.assert_array_equal(snap.step_remaining, trace.step_remaining[:n])
+        assert snap.settings == {k: v for k, v in trace.settings.items() if k != "seed"}
+        assert all(trace.token_text[i] == text for i, text in snap.token_text.items())
     assert [e.canvas for e in events] == trace.step_canvas.tolist()
     assert events[0].settings["entropy_bound"] == trace.settings["entropy_bound"] == 0.1
     np.testing.assert_array_equal(events[-1].arrays["draft"], trace.draft[:, -1])
