@@ -8,8 +8,8 @@ returns a static `plotly.graph_objects.Figure`. Show it (``fig.show()``), save i
 The figures speak the model's language:
 
 - the x axis of step figures is the *global* step (all canvases one after another, as in the
-  Trace arrays); a second axis on top shows transformers' own count, the steps *remaining* in
-  the canvas (N … 1); canvas boundaries are drawn as vertical lines;
+  Trace arrays); a second axis on top shows transformers' own count down, the steps left in
+  the canvas's budget, this one included (N … 1); canvas boundaries are drawn as vertical lines;
 - colours come from `dgviz.palette` (the same as the widget's; colour-blind safe);
 - hovering a cell shows the token text (whitespace made visible) and the values.
 
@@ -61,6 +61,9 @@ MAX_MARKERS = 4_000
 
 _FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=13)
 _INK = "#222222"
+# transformers' count down of a canvas's denoising steps (`Trace.step_remaining`, N … 1, the
+# current step included); the widget (js/src/view.js) words it the same way
+_BUDGET_LEFT = "steps left in the budget"
 
 
 # ============================================================================ helpers
@@ -178,7 +181,8 @@ def _timeline(
     top_axis: bool = True,
     label_canvases: bool = True,
 ) -> None:
-    """Step axis in the model's terms: global step below, remaining steps on top, canvas lines."""
+    """Step axis in the model's terms: global step below, steps left in the budget on top,
+    canvas lines."""
     steps = np.asarray(steps)
     if steps.size == 0:
         return
@@ -189,7 +193,7 @@ def _timeline(
         **where,
     )
     if top_axis:
-        # room above the plot for the remaining-steps axis, the title above it
+        # room above the plot for the budget axis, the title above it
         fig.update_layout(title_pad_b=62, margin_t=max(fig.layout.margin.t or 0, 140))
         stride = max(1, math.ceil(steps.size / 24))
         ticks = steps[::stride]
@@ -204,7 +208,7 @@ def _timeline(
                 overlaying="x", side="top", matches="x", tickmode="array",
                 tickvals=ticks.tolist(),
                 ticktext=[str(int(trace.step_remaining[s])) for s in ticks],
-                title=dict(text="remaining steps in canvas (transformers counts down)",
+                title=dict(text=f"{_BUDGET_LEFT}, this one included (transformers counts down)",
                            font=dict(size=11)),
                 showgrid=False, zeroline=False, tickfont=dict(size=10),
             )
@@ -249,7 +253,7 @@ def _discrete_scale(colors: Sequence[str]) -> list[list[Any]]:
 
 
 def _step_custom(trace: Trace, last: np.ndarray, rows: int) -> np.ndarray:
-    """int32 ``[rows, n, 3]`` hover data per column: canvas, steps remaining, last step.
+    """int32 ``[rows, n, 3]`` hover data per column: canvas, steps left in the budget, last step.
 
     Numbers, not strings: plotly ships numeric arrays as compact binary."""
     last = np.asarray(last)
@@ -260,7 +264,7 @@ def _step_custom(trace: Trace, last: np.ndarray, rows: int) -> np.ndarray:
 def _step_hover(binned: bool) -> str:
     if binned:
         return "steps %{x}–%{customdata[2]} (canvas %{customdata[0]})"
-    return "step %{x} (canvas %{customdata[0]}, %{customdata[1]} remaining)"
+    return f"step %{{x}} (canvas %{{customdata[0]}}, {_BUDGET_LEFT}: %{{customdata[1]}})"
 
 
 def _gapped(trace: Trace, steps: np.ndarray, *ys: Any) -> tuple[np.ndarray, ...]:
@@ -281,7 +285,7 @@ def _gapped(trace: Trace, steps: np.ndarray, *ys: Any) -> tuple[np.ndarray, ...]
 
 def _remaining_text(trace: Trace, steps: np.ndarray) -> list[str]:
     return [
-        f"canvas {int(trace.step_canvas[s])} · {int(trace.step_remaining[s])} remaining"
+        f"canvas {int(trace.step_canvas[s])} · {_BUDGET_LEFT}: {int(trace.step_remaining[s])}"
         for s in steps
     ]
 
@@ -708,7 +712,7 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     temp = float(trace.temperature[step])
     note = (
         f"step {step} (canvas {int(trace.step_canvas[step])}, "
-        f"{int(trace.step_remaining[step])} remaining) · accepted {n_acc} of {acc.size}"
+        f"{_BUDGET_LEFT}: {int(trace.step_remaining[step])}) · accepted {n_acc} of {acc.size}"
         + (f" · temperature {temp:.2f}" if math.isfinite(temp) else "")
         + ("" if trace.active[row, step] else " · row had stopped")
     )
@@ -783,7 +787,8 @@ def expert_weights(
     )
     note = (
         f"decoder layer {layer} · step {step} (canvas {int(trace.step_canvas[step])}, "
-        f"{int(trace.step_remaining[step])} remaining) · top-{ids.shape[1]} of {n_exp} experts"
+        f"{_BUDGET_LEFT}: {int(trace.step_remaining[step])}) · top-{ids.shape[1]} of {n_exp} "
+        "experts"
     )
     _base_layout(fig, title=_title("Expert weights per position", trace, row, None, note),
                  plot_bgcolor="#F4F4F4")
@@ -1269,7 +1274,8 @@ def canvas_gif(
     """Write an animated GIF of the canvas evolving: one frame per step, for slides.
 
     Each frame shows the canvas after that step (the draft tokens, whitespace made visible) in
-    the widget's state colours, with the step counter (global step, canvas, steps remaining)
+    the widget's state colours, with the step counter (global step, canvas, steps left in the
+    budget)
     and how many positions were accepted and already final. ``canvas=None`` plays every canvas
     in turn. ``columns`` / ``cell_width`` default to fit the canvas length and the longest
     token; ``title`` adds a line of your own (e.g. the prompt). The last frame is held
@@ -1289,8 +1295,8 @@ def canvas_gif(
     small = _load_font(max(10, font_size - 3))
     bold = _load_font(font_size + 1, bold=True)
     texts = _texts(trace, trace.draft[row, steps])
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     if cell_width is None:
-        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
         longest = max((probe.textlength(str(t), font=font) for t in np.unique(texts)),
                       default=10.0)
         cell_width = int(min(120, max(40, longest + 16)))
@@ -1298,7 +1304,13 @@ def canvas_gif(
     cell_h = font_size + 16
     head_h = 2 * font_size + 28
     legend_h = font_size + 10
-    width = max(2 * pad + cols * cell_width + (cols - 1) * gap, 640)
+    heads = []
+    for s in steps:
+        c = int(trace.step_canvas[s])
+        heads.append(f"step {s} · canvas {c} · {_BUDGET_LEFT}: {int(trace.step_remaining[s])} "
+                     f"(step {s - int(trace.canvas_bounds[c, 0]) + 1} of the canvas)")
+    head_w = max(probe.textlength(h, font=bold) for h in heads)
+    width = max(2 * pad + cols * cell_width + (cols - 1) * gap, 640, 2 * pad + math.ceil(head_w))
     grid_end = head_h + pad + rows_n * (cell_h + gap) - gap
     height = grid_end + 2 * gap + legend_h + pad
     states = trace.states[row]
@@ -1308,14 +1320,8 @@ def canvas_gif(
     for i, s in enumerate(steps):
         img = Image.new("RGB", (width, height), "#FFFFFF")
         draw = ImageDraw.Draw(img)
-        c = int(trace.step_canvas[s])
-        lo = int(trace.canvas_bounds[c, 0])
         st = states[s]
-        head = (
-            f"step {s} · canvas {c} · {int(trace.step_remaining[s])} remaining "
-            f"(step {s - lo + 1} of the canvas)"
-        )
-        draw.text((pad, pad), head, fill=_INK, font=bold)
+        draw.text((pad, pad), heads[i], fill=_INK, font=bold)
         sub = (
             f"steps 0–{trace.num_steps - 1}, canvases 0–{trace.num_canvases - 1} · "
             f"accepted {int(trace.accepted[row, s].sum())}/{length} · final "

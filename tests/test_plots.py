@@ -73,7 +73,7 @@ def test_value_heatmap_whole_run(trace, fn, field):
     text = np.asarray(hm.text)
     assert text.shape == (16, 24)
     assert text[5, 7] == visible(trace.tokens([trace.draft[0, 7, 5]])[0])
-    # top axis: transformers' remaining-steps count
+    # top axis: transformers' count down, the steps left in the budget
     top = fig.layout.xaxis99
     assert top.side == "top"
     assert top.overlaying == "x"
@@ -221,7 +221,7 @@ def test_sampler_explainer_figure(trace):
     assert [s.y0 for s in hline] == [pytest.approx(0.1)] * 2  # entropy_bound, both panels
     assert tuple(fig.layout.yaxis2.range) == (0, pytest.approx(0.3))  # the zoom panel
     title = fig.layout.title.text
-    assert "step 9 (canvas 1, 7 remaining)" in title
+    assert "step 9 (canvas 1, steps left in the budget: 7)" in title
     assert f"accepted {int(ex['accepted'].sum())} of 16" in title
     with pytest.raises(IndexError):
         plots.sampler_explainer(trace, 24)
@@ -525,10 +525,11 @@ def test_hover_shows_token_and_values_in_a_browser(trace, tmp_path):
     step, pos = 9, 5
     token = visible(trace.tokens([trace.draft[0, step, pos]])[0])
     read = visible(trace.tokens([trace.canvas_in[0, step, pos]])[0])
-    remaining = int(trace.step_remaining[step])
+    left = int(trace.step_remaining[step])
     expect = {
         "confidence": (plots.confidence_heatmap(trace),
-                       [f"step {step} (canvas 1, {remaining} remaining)", f"position {pos}",
+                       [f"step {step} (canvas 1, steps left in the budget: {left})",
+                        f"position {pos}",
                         f"draft {token}", f"confidence {trace.confidence[0, step, pos]:.3f}"]),
         "lock_in": (plots.lock_in_map(trace),
                     [f"draft {token}", f"locked in at step {trace.lock_in[0, 1, pos]}",

@@ -552,13 +552,13 @@ export class TimelineView {
     this.root.dataset.playing = String(this.ui.playing);
     if (!n) return;
     const loc = this.loc();
-    // transformers counts a canvas's steps down N..1: after this step at most remaining - 1 follow
-    const more = this.run.a.step_remaining[this.ui.step] - 1;
+    // transformers counts a canvas's steps down N..1 (this step included), as the plots show it
+    const left = this.run.a.step_remaining[this.ui.step];
     const info = synced ? this.syncInfo() : null;
     const passes = info ? ` \u00b7 forward pass ${Math.min(info.before[this.ui.step] + 1, info.passes)}/${info.passes}` : "";
     setText(this.stepLabel, this.compact
       ? `step ${this.ui.step + 1}/${n}${passes} \u00b7 canvas ${loc.canvas + 1}/${this.run.bounds.length}`
-      : `step ${this.ui.step + 1}/${n} \u00b7 canvas ${loc.canvas + 1}/${this.run.bounds.length}, step ${loc.local + 1}/${loc.count} (budget: ${more} more)${passes}`);
+      : `step ${this.ui.step + 1}/${n} \u00b7 canvas ${loc.canvas + 1}/${this.run.bounds.length}, step ${loc.local + 1}/${loc.count} (steps left in the budget: ${left})${passes}`);
     this.root.dataset.step = String(this.ui.step);
     if (this.canvasSel.value !== String(loc.canvas)) this.canvasSel.value = String(loc.canvas);
     this.renderStrip(loc);
@@ -818,7 +818,7 @@ export class TimelineView {
     setText(this.exText, `${s.sampler || "sampler"}: accepted ${ex.nAccepted} of ${L} \u00b7 ${Number.isFinite(bound) ? `${ex.withinBound} lowest-entropy positions satisfy \u03a3H \u2212 max H \u2264 bound ${bound}` : "no entropy bound recorded"} \u00b7 temperature ${fmt(temp, 3)}`);
     const stop = run.a.stop[step];
     const active = run.a.active[step];
-    setText(this.exStop, `Stop criterion: ${stop ? "fired after this step (canvas done)" : "not fired"}${active ? "" : " \u00b7 row already finished"} \u00b7 step budget: ${run.a.step_remaining[step] - 1} more of ${s.max_denoising_steps ?? "?"} \u00b7 stability threshold ${s.stability_threshold ?? "\u2013"} \u00b7 confidence threshold ${s.confidence_threshold ?? "\u2013"}`);
+    setText(this.exStop, `Stop criterion: ${stop ? "fired after this step (canvas done)" : "not fired"}${active ? "" : " \u00b7 row already finished"} \u00b7 steps left in the budget: ${run.a.step_remaining[step]} of ${s.max_denoising_steps ?? "?"}, this one included \u00b7 stability threshold ${s.stability_threshold ?? "\u2013"} \u00b7 confidence threshold ${s.confidence_threshold ?? "\u2013"}`);
     const w = chartWidth(this.panelWidth(this.explainer), 420), hgt = 120;
     const ctx = sizeCanvas(this.exCanvas, w, hgt);
     let max = 1e-9;
