@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dgviz.demo import CHECKPOINT_DIR, TASKS, addition, brackets, demo_model, pets, sudoku
+from dgviz.demo import CHECKPOINT_DIR, TASKS, addition, demo_model, pets, sudoku, sudoku6
 from dgviz.demo.evaluate import combined_max_share, evaluate, self_corrections
 from dgviz.demo.vocab import CHARACTERS, build_tokenizer, chat_prompt_ids
 
@@ -61,19 +61,35 @@ def test_sudoku_prompt_and_generator():
     assert sudoku.count_solutions("." * 81) == 2  # the counter stops at its limit
 
 
+def test_sudoku6_hand_made_and_generator():
+    solved = "123456456123231564564231312645645312"  # rows, columns and 2x3 boxes all 1-6
+    assert sudoku6.is_valid_solution(solved)
+    puzzle = "1.34.6" + solved[6:30] + "64.31."
+    item = sudoku6.Item(puzzle, solved)
+    assert sudoku6.prompt(item) == "sudoku6 " + puzzle
+    assert sudoku6.score(item, solved) == 1.0
+    broken = solved[3:6] + solved[:3] + solved[6:]  # rows stay permutations; columns clash
+    assert not sudoku6.is_valid_solution(broken)
+    assert sudoku6.score(item, broken) == 0.0
+    with pytest.raises(ValueError, match="36"):
+        sudoku6.prompt(PUZZLE)  # a 9x9 puzzle is not a 6x6 one
+    for item in sudoku6.generate(20, seed=2, blanks=20):
+        assert sudoku6.is_valid_solution(item.solution)
+        assert item.puzzle.count(".") == 20
+        assert sudoku6.count_solutions(item.puzzle) == 1
+
+
 def test_other_tasks_hand_made():
-    add = addition.Item(999, 1)
-    assert addition.prompt(add) == "add 999+1"
-    assert addition.answer(add) == "1000"
-    assert addition.score(add, "1000") == 1.0
-    assert addition.score(add, "0100") == 0.0
-    assert addition.score(add, "100") == 0.0
-    assert addition.parse(" 1000 junk") == "1000"
-    close = brackets.Item("([{<")
-    assert brackets.prompt(close) == "close ([{<"
-    assert brackets.answer(close) == ">}])"
-    assert brackets.score(close, ">}])") == 1.0
-    assert brackets.score(close, ">})]") == 0.0
+    add = addition.Item(9_999_999_999, 1)
+    assert addition.prompt(add) == "add 9999999999+0000000001"  # fixed width: digits align
+    assert addition.answer(add) == "10000000000"
+    assert addition.answer(addition.Item(4821, 977)) == "00000005798"
+    assert addition.score(add, "10000000000") == 1.0
+    assert addition.score(add, "01000000000") == 0.0
+    assert addition.score(add, "1000000000") == 0.0  # one digit short
+    assert addition.parse(" 10000000000 junk") == "10000000000"
+    with pytest.raises(ValueError, match="10 digits"):
+        addition.Item(10**10, 0)
     assert pets.answer(pets.Item("tom", 3, "mouse")) == "tom has three mice."
     assert pets.answer(pets.Item("ada", 1, "fox")) == "ada has one fox."
     assert pets.answer(pets.Item("ivy", 0, "sheep")) == "ivy has no sheep."
@@ -150,13 +166,14 @@ def test_bad_task_name_lists_valid_names():
 # The undertrained checkpoint has not learned addition or brackets: their floors only check that
 # the answers keep the right shape; sudoku cells and pets sentences are far above chance.
 FLOORS = {
-    "sudoku": (0.0, 0.6), "addition": (0.0, 0.1), "brackets": (0.0, 0.15), "pets": (0.75, 0.95),
+    "sudoku": (0.0, 0.6), "sudoku6": (0.0, 0.3), "addition": (0.0, 0.1), "pets": (0.75, 0.95),
 }
 
 
 def test_small_evaluation_and_routing_balance(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    suite = [("sudoku", {"blanks": 30}), ("addition", {}), ("brackets", {}), ("pets", {})]
+    suite = [("sudoku", {"blanks": 30}), ("sudoku6", {"blanks": 14}), ("addition", {}),
+             ("pets", {})]
     rows = evaluate(model, tokenizer, n=20, seed=4242, suite=suite, batch_size=20, progress=None)
     for row in rows:
         exact_floor, position_floor = FLOORS[row["task"]]
@@ -191,7 +208,7 @@ def test_training_steps_decrease_the_loss():
     from transformers import DiffusionGemmaForBlockDiffusion
 
     from dgviz.demo.modeling import RouterRecorder, build_config, training_losses
-    from dgviz.demo.train import encode_batch, sample_items
+    from dgviz.demo.train import DEFAULT_MIX, TRAIN_DIFFICULTY, encode_batch, sample_items
 
     # One thread: tiny ops gain nothing from two, and a busy machine stalls two-thread barriers.
     threads = torch.get_num_threads()
@@ -200,7 +217,7 @@ def test_training_steps_decrease_the_loss():
     model = DiffusionGemmaForBlockDiffusion(build_config(hidden_size=32, num_layers=2))
     model.train()
     tokenizer = build_tokenizer()
-    items = sample_items(random.Random(0), 8, 0.0)
+    items = sample_items(random.Random(0), 8, DEFAULT_MIX, TRAIN_DIFFICULTY)
     batch = encode_batch(tokenizer, items, model.config.canvas_length)
     recorder = RouterRecorder([layer.router for layer in model.model.decoder.layers])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from dgviz.demo import TASKS
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -170,7 +172,7 @@ def test_expert_routing(tmp_path, monkeypatch):
     assert layers
     assert layers == [str(i) for i in range(len(layers))]
     assert len(re.findall(r"^layer \d+: NMI with token read now [\d.]+", text, re.M)) == len(layers)
-    for task in ("sudoku", "addition", "brackets", "pets"):
+    for task in TASKS:
         assert re.search(rf"^{task}\s+solved \d+%", text, re.M), f"{task} is in the task batch"
     assert _mimetypes(nb).count("application/vnd.plotly.v1+json") >= 6
 

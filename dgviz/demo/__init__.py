@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import addition, brackets, pets, sudoku
+from . import addition, pets, sudoku, sudoku6
 from .tasks import TASKS, get_task
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
@@ -22,11 +22,11 @@ __all__ = [
     "CHECKPOINT_DIR",
     "TASKS",
     "addition",
-    "brackets",
     "demo_model",
     "get_task",
     "pets",
     "sudoku",
+    "sudoku6",
 ]
 
 

@@ -1,6 +1,8 @@
-"""Multi-digit addition: ``add 4821+977`` -> ``5798``.
+"""Addition of two 10-digit numbers: ``add 0000004821+0000000977`` -> ``00000005798``.
 
-Carries make later digits decide earlier ones.
+Both terms are written with `DIGITS` digits (leading zeros) and the sum with `DIGITS + 1`, so
+every digit sits at a fixed offset from the digits it depends on. Carries still make later
+(less significant) digits decide earlier ones.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ import random
 from dataclasses import dataclass
 
 NAME = "addition"
-DEFAULT_DIFFICULTY = {"max_digits": 12}
+DIGITS = 10
+DEFAULT_DIFFICULTY: dict = {}
 
 
 @dataclass(frozen=True)
@@ -17,23 +20,24 @@ class Item:
     a: int
     b: int
 
+    def __post_init__(self):
+        for term in (self.a, self.b):
+            if not 0 <= term < 10**DIGITS:
+                raise ValueError(f"addition terms are whole numbers with at most {DIGITS} digits")
 
-def generate(n: int, seed: int, max_digits: int = 12, min_digits: int = 1) -> list[Item]:
+
+def generate(n: int, seed: int) -> list[Item]:
+    """`n` pairs of uniformly random terms below 10**DIGITS."""
     rng = random.Random(seed)
-
-    def number():
-        digits = rng.randint(min_digits, max_digits)
-        return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
-
-    return [Item(number(), number()) for _ in range(n)]
+    return [Item(rng.randrange(10**DIGITS), rng.randrange(10**DIGITS)) for _ in range(n)]
 
 
 def prompt(item: Item) -> str:
-    return f"add {item.a}+{item.b}"
+    return f"add {item.a:0{DIGITS}d}+{item.b:0{DIGITS}d}"
 
 
 def answer(item: Item) -> str:
-    return str(item.a + item.b)
+    return f"{item.a + item.b:0{DIGITS + 1}d}"
 
 
 target = answer

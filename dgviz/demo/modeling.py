@@ -151,12 +151,18 @@ def training_losses(
     recorder: RouterRecorder,
     generator: torch.Generator,
     self_condition: bool,
+    pad_weight: float = 0.1,
 ) -> dict[str, torch.Tensor]:
     """One batch of the DiffusionGemma objective, through the model's own forward passes.
 
     The encoder fills the KV cache with the (left-padded) prompt and is trained autoregressively;
     the decoder reads that cache and denoises a corrupted canvas; with `self_condition` a first
     no-grad pass supplies the self-conditioning logits (temperature-scaled as at inference).
+
+    The denoising loss is a mean per example in which the padding after the answer's `<eos>`
+    counts `pad_weight` as much as an answer token: a short answer (an 11-digit sum) would
+    otherwise get an eighth of the weight of the padding around it. (`generate` replaces
+    everything after `<eos>` by padding, so the padding only has to be recognised, not exact.)
     """
     from transformers import DynamicCache
 
@@ -191,7 +197,11 @@ def training_losses(
         **{cache_name: cache},
     ).logits
     recorder.active = False
-    denoise_loss = F.cross_entropy(logits.reshape(-1, vocab_size), canvas.reshape(-1))
+    token_loss = F.cross_entropy(
+        logits.reshape(-1, vocab_size), canvas.reshape(-1), reduction="none"
+    ).view(canvas.shape)
+    weights = torch.where(canvas == config.pad_token_id, pad_weight, 1.0)
+    denoise_loss = ((token_loss * weights).sum(-1) / weights.sum(-1)).mean()
     balance = [switch_balance_loss(p, i) for records in recorder.records for p, i in records]
     balance_loss = torch.stack(balance).mean()
     recorder.clear()

@@ -1,6 +1,6 @@
 """Train the shipped demo model: ``python -m dgviz.demo.train --minutes 78``.
 
-One multi-task DiffusionGemma (sudoku, addition, brackets, pets) trained with the DiffusionGemma
+One multi-task DiffusionGemma (the tasks in `dgviz.demo.TASKS`) trained with the DiffusionGemma
 objective (see `modeling.training_losses`). Writes the checkpoint (safetensors, config,
 generation config, tokenizer with chat template), a loss CSV and the loss-curve figure.
 """
@@ -30,27 +30,34 @@ CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
 LOSS_FIGURE = Path(__file__).resolve().parents[2] / "docs" / "images" / "demo-loss.png"
 # Training draws items from seeds >= TRAIN_SEED_BASE; evaluation uses seeds below it.
 TRAIN_SEED_BASE = 1_000_000
-TASK_WEIGHTS = {"sudoku": 0.6, "addition": 0.15, "brackets": 0.13, "pets": 0.12}
+DEFAULT_MIX = {"sudoku": 0.65, "addition": 0.25, "pets": 0.1}
+# Difficulty of training items; uniqueness checks cost more than a training step and a rare
+# second solution is harmless, so training puzzles skip them.
+TRAIN_DIFFICULTY = {
+    "sudoku": {"blanks": (16, 42), "unique": False},
+    "sudoku6": {"blanks": (6, 26), "unique": False},
+}
 
 
-def sudoku_blanks(progress: float) -> tuple[int, int]:
-    """Curriculum: the hardest puzzles grow from 30 to 55 blanks over the first half."""
-    return 10, int(30 + 25 * min(1.0, progress / 0.5))
+def parse_mix(text: str) -> dict[str, float]:
+    """``sudoku=0.7,addition=0.2,pets=0.1`` -> task weights (task names checked)."""
+    mix = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        if name.strip() not in TASKS:
+            raise argparse.ArgumentTypeError(
+                f"unknown task {name.strip()!r} in --mix; tasks: {', '.join(TASKS)}")
+        mix[name.strip()] = float(weight)
+    return mix
 
 
-def sample_items(rng: random.Random, batch_size: int, progress: float):
-    """`progress` in [0, 1] drives the sudoku curriculum."""
-    tasks = rng.choices(list(TASK_WEIGHTS), weights=list(TASK_WEIGHTS.values()), k=batch_size)
-    items = []
-    for name in tasks:
-        seed = TRAIN_SEED_BASE + rng.getrandbits(40)
-        if name == "sudoku":
-            # Uniqueness checks cost more than a training step; a rare second solution is harmless.
-            item = TASKS[name].generate(1, seed, blanks=sudoku_blanks(progress), unique=False)[0]
-        else:
-            item = TASKS[name].generate(1, seed)[0]
-        items.append((name, item))
-    return items
+def sample_items(rng: random.Random, batch_size: int, mix: dict[str, float], difficulty: dict):
+    tasks = rng.choices(list(mix), weights=list(mix.values()), k=batch_size)
+    return [
+        (name, TASKS[name].generate(1, TRAIN_SEED_BASE + rng.getrandbits(40),
+                                    **difficulty.get(name, {}))[0])
+        for name in tasks
+    ]
 
 
 def encode_batch(tokenizer, items, canvas_length: int):
@@ -140,6 +147,7 @@ def train(
     batch_size: int = 64,
     lr: float = 2e-3,
     balance_weight: float = 0.05,
+    pad_weight: float = 0.1,
     hidden_size: int = 64,
     num_layers: int = 4,
     minutes: float | None = None,
@@ -149,7 +157,8 @@ def train(
     model=None,
     quiet: bool = False,
     init: Path | None = None,
-    full_curriculum: bool = False,
+    mix: dict[str, float] | None = None,
+    difficulty: dict | None = None,
 ):
     """Train and save; returns the list of logged loss rows. `minutes` caps the wall time."""
     from transformers import DiffusionGemmaForBlockDiffusion
@@ -157,6 +166,8 @@ def train(
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = random.Random(seed)
+    mix = mix or DEFAULT_MIX
+    difficulty = TRAIN_DIFFICULTY if difficulty is None else difficulty
     generator = torch.Generator().manual_seed(seed)
     tokenizer = build_tokenizer()
     if model is None and init is not None:  # continue training a saved checkpoint
@@ -184,11 +195,11 @@ def train(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(progress, lr)
-            items = sample_items(rng, batch_size, 1.0 if full_curriculum else progress)
+            items = sample_items(rng, batch_size, mix, difficulty)
             prompt_ids, prompt_mask, canvas = encode_batch(tokenizer, items, canvas_length)
             losses = training_losses(
                 model, prompt_ids, prompt_mask, canvas, recorder, generator,
-                self_condition=rng.random() < 0.5,
+                self_condition=rng.random() < 0.5, pad_weight=pad_weight,
             )
             total = losses["denoise"] + losses["ar"] + balance_weight * losses["balance"]
             optimizer.zero_grad(set_to_none=True)
@@ -218,9 +229,9 @@ def train(
     save_checkpoint(model, tokenizer, out_dir)
     meta = {"steps_done": len(rows), "wall_seconds": round(time.time() - start, 1), "seed": seed,
             "threads": threads, "batch_size": batch_size, "lr": lr,
-            "balance_weight": balance_weight,
-            "task_weights": TASK_WEIGHTS, "init": str(init) if init else None,
-            "full_curriculum": full_curriculum, "minutes": minutes}
+            "balance_weight": balance_weight, "pad_weight": pad_weight,
+            "mix": mix, "difficulty": difficulty, "init": str(init) if init else None,
+            "minutes": minutes}
     (out_dir.parent / f"{out_dir.name}-train.json").write_text(json.dumps(meta, indent=2))
     if figure is not None:
         previous = Path(init).parent / f"{Path(init).name}-loss.csv" if init else None
@@ -243,20 +254,28 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--balance-weight", type=float, default=0.05)
+    parser.add_argument("--pad-weight", type=float, default=0.1,
+                        help="weight of the padding after <eos> relative to answer tokens")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from this checkpoint instead of a fresh model")
-    parser.add_argument("--full-curriculum", action="store_true",
-                        help="sudoku blanks over the full range from the start (for --init runs)")
+    parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX,
+                        help="task weights, e.g. sudoku=0.7,addition=0.2,pets=0.1")
+    parser.add_argument("--blanks", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                        default=TRAIN_DIFFICULTY["sudoku"]["blanks"],
+                        help="blank cells of training sudokus (inclusive range)")
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
     parser.add_argument("--figure", type=Path, default=LOSS_FIGURE)
     args = parser.parse_args(argv)
     rows = train(
         steps=args.steps, out_dir=args.out, seed=args.seed, threads=args.threads,
         batch_size=args.batch_size, lr=args.lr, balance_weight=args.balance_weight,
+        pad_weight=args.pad_weight,
         hidden_size=args.hidden_size, num_layers=args.layers, minutes=args.minutes,
-        figure=args.figure, init=args.init, full_curriculum=args.full_curriculum,
+        figure=args.figure, init=args.init, mix=args.mix,
+        difficulty={**TRAIN_DIFFICULTY,
+                    "sudoku": {**TRAIN_DIFFICULTY["sudoku"], "blanks": tuple(args.blanks)}},
     )
     print(f"trained {len(rows)} steps; checkpoint in {args.out}")
 
