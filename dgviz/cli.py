@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_TASKS = ("sudoku", "pets")
+DEMO_TASKS = ("sudoku", "sudoku6", "pets")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +106,8 @@ def _write_index(path: Path, rows: list[dict]) -> None:
         "<!doctype html><meta charset=utf-8><title>dgviz demo</title>"
         "<style>body{font:15px system-ui;margin:2em}td,th{padding:4px 12px;text-align:right}"
         "td:first-child,th:first-child{text-align:left}</style>"
-        "<h1>dgviz demo</h1><p>Each task was solved by the tiny DiffusionGemma shipped with "
-        "dgviz; click a task to replay its denoising steps.</p>"
+        "<h1>dgviz demo</h1><p>One item of each task, written by the tiny DiffusionGemma shipped "
+        "with dgviz (score 1 = exact answer); click a task to replay its denoising steps.</p>"
         "<table><tr><th>task</th><th>score</th><th>steps</th><th>forward passes</th>"
         f"<th>tokens / forward</th><th>draft flips</th><th>seconds</th></tr>{cells}</table>"
     )

@@ -40,3 +40,24 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
     assert "not a readable dgviz trace" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "x.dgtrace")]) == 2
     assert "say what to write" in capsys.readouterr().err
+
+
+def test_demo_writes_the_report(tmp_path, capsys):
+    """README's main job, on one task of the shipped model (the default runs all of them)."""
+    import json
+
+    from dgviz.demo import get_task
+
+    assert main(["demo", "--out", str(tmp_path), "--tasks", "pets"]) == 0
+    rows = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["task"] for row in rows] == ["pets"]
+    trace = dgviz.load_trace(tmp_path / "pets.dgtrace")
+    item = get_task("pets").generate(1, seed=2026)[0]  # the CLI's default --item-seed
+    assert rows[0]["score"] == get_task("pets").score(item, trace.text[0])
+    assert rows[0]["steps"] == trace.num_steps >= 1
+    assert (tmp_path / "pets.html").stat().st_size > 10_000  # the offline replay
+    index = (tmp_path / "index.html").read_text()
+    assert 'href="pets.html"' in index
+    assert "report:" in capsys.readouterr().out
+    assert main(["demo", "--out", str(tmp_path), "--tasks", "chess"]) == 2
+    assert "unknown demo task 'chess'" in capsys.readouterr().err

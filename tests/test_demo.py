@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dgviz.demo import CHECKPOINT_DIR, TASKS, addition, demo_model, pets, sudoku, sudoku6
+from dgviz.demo import CHECKPOINT_DIR, TASKS, demo_model, pets, sudoku, sudoku6
 from dgviz.demo.evaluate import combined_max_share, evaluate, self_corrections
 from dgviz.demo.vocab import CHARACTERS, build_tokenizer, chat_prompt_ids
 
@@ -80,16 +80,6 @@ def test_sudoku6_hand_made_and_generator():
 
 
 def test_other_tasks_hand_made():
-    add = addition.Item(9_999_999_999, 1)
-    assert addition.prompt(add) == "add 9999999999+0000000001"  # fixed width: digits align
-    assert addition.answer(add) == "10000000000"
-    assert addition.answer(addition.Item(4821, 977)) == "00000005798"
-    assert addition.score(add, "10000000000") == 1.0
-    assert addition.score(add, "01000000000") == 0.0
-    assert addition.score(add, "1000000000") == 0.0  # one digit short
-    assert addition.parse(" 10000000000 junk") == "10000000000"
-    with pytest.raises(ValueError, match="10 digits"):
-        addition.Item(10**10, 0)
     assert pets.answer(pets.Item("tom", 3, "mouse")) == "tom has three mice."
     assert pets.answer(pets.Item("ada", 1, "fox")) == "ada has one fox."
     assert pets.answer(pets.Item("ivy", 0, "sheep")) == "ivy has no sheep."
@@ -166,14 +156,13 @@ def test_bad_task_name_lists_valid_names():
 # The undertrained checkpoint has not learned addition or brackets: their floors only check that
 # the answers keep the right shape; sudoku cells and pets sentences are far above chance.
 FLOORS = {
-    "sudoku": (0.0, 0.6), "sudoku6": (0.0, 0.3), "addition": (0.0, 0.1), "pets": (0.75, 0.95),
+    "sudoku": (0.0, 0.6), "sudoku6": (0.0, 0.3), "pets": (0.75, 0.95),
 }
 
 
 def test_small_evaluation_and_routing_balance(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
-    suite = [("sudoku", {"blanks": 30}), ("sudoku6", {"blanks": 14}), ("addition", {}),
-             ("pets", {})]
+    suite = [("sudoku", {"blanks": 30}), ("sudoku6", {"blanks": 14}), ("pets", {})]
     rows = evaluate(model, tokenizer, n=20, seed=4242, suite=suite, batch_size=20, progress=None)
     for row in rows:
         exact_floor, position_floor = FLOORS[row["task"]]

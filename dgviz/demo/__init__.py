@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import addition, pets, sudoku, sudoku6
+from . import pets, sudoku, sudoku6
 from .tasks import TASKS, get_task
 
 CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
@@ -21,7 +21,6 @@ CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
 __all__ = [
     "CHECKPOINT_DIR",
     "TASKS",
-    "addition",
     "demo_model",
     "get_task",
     "pets",

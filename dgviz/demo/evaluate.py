@@ -28,7 +28,6 @@ DEFAULT_SUITE = [
     ("sudoku", {"blanks": 30}),
     ("sudoku", {"blanks": 40}),
     ("sudoku6", {"blanks": 14}),
-    ("addition", {}),
     ("pets", {}),
 ]
 # Sampler settings besides the checkpoint's defaults (keyword arguments to `generate`).

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import addition, pets, sudoku, sudoku6
+from . import pets, sudoku, sudoku6
 
 TASKS: dict[str, ModuleType] = {
-    module.NAME: module for module in (sudoku, sudoku6, addition, pets)
+    module.NAME: module for module in (sudoku, sudoku6, pets)
 }
 
 

@@ -30,7 +30,7 @@ CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
 LOSS_FIGURE = Path(__file__).resolve().parents[2] / "docs" / "images" / "demo-loss.png"
 # Training draws items from seeds >= TRAIN_SEED_BASE; evaluation uses seeds below it.
 TRAIN_SEED_BASE = 1_000_000
-DEFAULT_MIX = {"sudoku": 0.65, "addition": 0.25, "pets": 0.1}
+DEFAULT_MIX = {"sudoku6": 0.45, "sudoku": 0.35, "pets": 0.2}
 # Difficulty of training items; uniqueness checks cost more than a training step and a rare
 # second solution is harmless, so training puzzles skip them.
 TRAIN_DIFFICULTY = {
@@ -40,7 +40,7 @@ TRAIN_DIFFICULTY = {
 
 
 def parse_mix(text: str) -> dict[str, float]:
-    """``sudoku=0.7,addition=0.2,pets=0.1`` -> task weights (task names checked)."""
+    """``sudoku6=0.45,sudoku=0.35,pets=0.2`` -> task weights (task names checked)."""
     mix = {}
     for part in text.split(","):
         name, _, weight = part.partition("=")
@@ -261,7 +261,7 @@ def main(argv=None):
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from this checkpoint instead of a fresh model")
     parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX,
-                        help="task weights, e.g. sudoku=0.7,addition=0.2,pets=0.1")
+                        help="task weights, e.g. sudoku6=0.45,sudoku=0.35,pets=0.2")
     parser.add_argument("--blanks", type=int, nargs=2, metavar=("LOW", "HIGH"),
                         default=TRAIN_DIFFICULTY["sudoku"]["blanks"],
                         help="blank cells of training sudokus (inclusive range)")
