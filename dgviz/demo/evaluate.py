@@ -28,6 +28,7 @@ DEFAULT_SUITE = [
     ("sudoku", {"blanks": 30}),
     ("sudoku", {"blanks": 40}),
     ("sudoku6", {"blanks": 14}),
+    ("sudoku6", {"blanks": 22}),
     ("pets", {}),
 ]
 # Sampler settings besides the checkpoint's defaults (keyword arguments to `generate`).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import random
@@ -124,14 +125,19 @@ def write_loss_figure(csv_paths: list[Path], figure_path: Path) -> bool:
         smooth = [sum(values[max(0, i - window + 1): i + 1]) / (i + 1 - max(0, i - window + 1))
                   for i in range(len(values))]
         ax.plot(steps, smooth, label=label)
-    for start in stage_starts[1:]:
-        ax.axvline(start, color="grey", linestyle=":", linewidth=1)
     ax.set_yscale("log")
+    if len(stage_starts) > 1:
+        for number, start in enumerate(stage_starts, 1):
+            if number > 1:
+                ax.axvline(start, color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"stage {number}", (start, 1), xycoords=("data", "axes fraction"),
+                        xytext=(2, -4), textcoords="offset points", va="top", fontsize=7,
+                        rotation=90, color="grey")
     ax.set_xlabel("training step (batch of 64)")
     ax.set_ylabel(f"loss ({window}-step mean)")
     ax.set_title("dgviz demo model: training loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center right")
     fig.tight_layout()
     figure_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure_path)
@@ -140,7 +146,7 @@ def write_loss_figure(csv_paths: list[Path], figure_path: Path) -> bool:
 
 
 def train(
-    steps: int,
+    steps: int | None,
     out_dir: Path,
     seed: int = 0,
     threads: int = 1,
@@ -187,7 +193,10 @@ def train(
         columns = ["step", "seconds", "lr", "total", "denoise", "ar", "balance"]
         writer = csv.DictWriter(handle, columns)
         writer.writeheader()
-        for step in range(steps):
+        # `steps` sets the schedule, or only caps the count under a wall-time budget.
+        for step in itertools.count():
+            if steps is not None and step >= steps:
+                break
             elapsed = time.time() - start
             # With a wall-time budget the schedule follows the clock, so the LR still decays.
             progress = elapsed / (60 * minutes) if minutes is not None else step / steps
@@ -244,8 +253,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=6000,
-                        help="optimizer steps (sets the schedule unless --minutes is given)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps (sets the schedule unless --minutes is given; "
+                             "with --minutes, an optional cap)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="wall-time budget; the LR schedule and curriculum follow the clock")
     parser.add_argument("--threads", type=int, default=1,
@@ -268,6 +278,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
     parser.add_argument("--figure", type=Path, default=LOSS_FIGURE)
     args = parser.parse_args(argv)
+    if args.steps is None and args.minutes is None:
+        parser.error("give --minutes (a wall-time budget) or --steps")
     rows = train(
         steps=args.steps, out_dir=args.out, seed=args.seed, threads=args.threads,
         batch_size=args.batch_size, lr=args.lr, balance_weight=args.balance_weight,
