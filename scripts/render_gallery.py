@@ -1,6 +1,10 @@
 """Render docs/images/gallery-*.png (every dgviz.plots figure) and gallery-canvas.gif.
 
-    python scripts/render_gallery.py [--model auto|demo|tiny] [--out docs/images]
+    python scripts/render_gallery.py [--model auto|demo|tiny] [--out docs/images] [--concepts]
+
+`--concepts` also renders the four concept-*.png of docs/concepts.md (sampler explainer, lock-in
+map, convergence curve, top-1 expert map) from a second run of the same prompt that stops at
+`<eos>` as usual, so it is one canvas.
 
 `auto` uses the trained demo model (`dgviz.demo.demo_model`) when its checkpoint is there, else
 the tiny untrained model from `dgviz.testing`. Prints which. Needs kaleido and a Chrome/Chromium.
@@ -33,6 +37,14 @@ FIGURES = [
     ("router-entropy", lambda t: plots.router_entropy(t), 1000, 420),
     ("expert-map", lambda t: plots.expert_map(t, layer=0), 1000, 560),
     ("encoder-routing", lambda t: plots.encoder_routing(t), 1000, 460),
+]
+
+# (file stem, builder, width, height): the docs/concepts.md figures, from a one-canvas run.
+CONCEPTS = [
+    ("sampler", lambda t: plots.sampler_explainer(t, plots._explainer_step(t, 0)), 1000, 620),
+    ("lock-in", lambda t: plots.lock_in_map(t), 1000, 620),
+    ("convergence", lambda t: plots.convergence_curve(t), 1000, 620),
+    ("expert-map", lambda t: plots.expert_map(t, layer=0), 1000, 620),
 ]
 
 
@@ -79,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--canvases", type=int, default=2, help="canvases to generate (demo)")
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     parser.add_argument("--save-trace", type=Path, default=None, help="also save the trace")
+    parser.add_argument("--concepts", action="store_true",
+                        help="also render concept-*.png (docs/concepts.md) from a one-canvas run")
     args = parser.parse_args(argv)
     trace, label = record_trace(args.model, args.checkpoint, args.task, args.canvases)
     print(f"recorded {trace!r} with the {label}")
@@ -86,11 +100,17 @@ def main(argv: list[str] | None = None) -> None:
         trace.save(args.save_trace)
     args.out.mkdir(parents=True, exist_ok=True)
     figs, paths, widths, heights = [], [], [], []
-    for stem, build, width, height in FIGURES:
-        figs.append(build(trace))
-        paths.append(args.out / f"gallery-{stem}.png")
-        widths.append(width)
-        heights.append(height)
+    jobs = [("gallery", trace, FIGURES)]
+    if args.concepts:
+        one, label = record_trace(args.model, args.checkpoint, args.task, 1)
+        print(f"recorded {one!r} with the {label} for the concept figures")
+        jobs.append(("concept", one, CONCEPTS))
+    for prefix, tr, specs in jobs:
+        for stem, build, width, height in specs:
+            figs.append(build(tr))
+            paths.append(args.out / f"{prefix}-{stem}.png")
+            widths.append(width)
+            heights.append(height)
     t = time.perf_counter()
     pio.write_images(figs, paths, width=widths, height=heights, scale=1)  # one browser session
     print(f"wrote {len(paths)} PNGs in {time.perf_counter() - t:.1f} s")
