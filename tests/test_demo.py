@@ -152,12 +152,9 @@ def test_bad_task_name_lists_valid_names():
 # --- quality floors (well below the bars in docs/demo-model.md) and routing -------------------
 
 # (exact-answer rate, per-position accuracy), well below the numbers measured on 500 items in
-# docs/demo-model.md (sudoku-30 8% / 83%, pets 98% / 99.9%, brackets 3% / 27%, addition 0% / 20%).
-# The undertrained checkpoint has not learned addition or brackets: their floors only check that
-# the answers keep the right shape; sudoku cells and pets sentences are far above chance.
-FLOORS = {
-    "sudoku": (0.0, 0.6), "sudoku6": (0.0, 0.3), "pets": (0.75, 0.95),
-}
+# docs/demo-model.md (9x9 at 30 blanks 23% / 89%, 6x6 at 14 blanks 99.8% / 99.9%, pets 100%).
+# 9x9 Sudoku is not reliably solved (its exact floor is 0), but its cells are far above chance.
+FLOORS = {"sudoku": (0.0, 0.75), "sudoku6": (0.8, 0.95), "pets": (0.85, 0.97)}
 
 
 def test_small_evaluation_and_routing_balance(model_and_tokenizer):
@@ -211,7 +208,7 @@ def test_training_steps_decrease_the_loss():
     recorder = RouterRecorder([layer.router for layer in model.model.decoder.layers])
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     totals = []
-    for step in range(12):
+    for step in range(20):
         generator = torch.Generator().manual_seed(step % 2)  # the same two corruptions, alternated
         losses = training_losses(model, *batch, recorder, generator, self_condition=step % 2 == 1)
         assert set(losses) == {"denoise", "ar", "balance"}
