@@ -55,7 +55,7 @@ def test_api_reference_has_the_public_names(site):
     for anchor in ("dgviz.record.record", "dgviz.Trace", "dgviz.Trace.lock_in",
                    "dgviz.Trace.sampler_explainer", "dgviz.load_trace", "dgviz.Timeline",
                    "dgviz.show", "dgviz.plots.confidence_heatmap", "dgviz.plots.expert_map",
-                   "dgviz.demo_model", "dgviz.demo.sudoku.score"):
+                   "dgviz.demo_model", "dgviz.demo.sudoku.SudokuTask.score"):
         assert f'id="{anchor}"' in html, f"API reference lacks {anchor}"
     # the record docstring's parameters were parsed, not dumped as text
     assert re.search(r"max_denoising_steps", html)
