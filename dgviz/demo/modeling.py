@@ -160,8 +160,8 @@ def training_losses(
     no-grad pass supplies the self-conditioning logits (temperature-scaled as at inference).
 
     The denoising loss is a mean per example in which the padding after the answer's `<eos>`
-    counts `pad_weight` as much as an answer token: a short answer (an 11-digit sum) would
-    otherwise get an eighth of the weight of the padding around it. (`generate` replaces
+    counts `pad_weight` as much as an answer token: a short answer (a 19-character pets sentence)
+    would otherwise get a fifth of the weight of the padding around it. (`generate` replaces
     everything after `<eos>` by padding, so the padding only has to be recognised, not exact.)
     """
     from transformers import DynamicCache
