@@ -1,6 +1,6 @@
 """Does a sweep of N schedules cost about N single runs? Prints the ratio.
 
-In one process, interleaved: a `dgviz.compare.sweep` over N schedules (one seed, progress bar
+In one process, interleaved: a `dgviz.comparison.sweep` over N schedules (one seed, progress bar
 on, summary table computed), then the same N runs recorded one by one with `dgviz.record` (a
 diffusers pipeline built by hand for the diffusers schedules). Ratio = sweep time / sum of the N
 single-run times; the goal is ~1.0 (the sweep adds only bookkeeping). Also printed as min/min
@@ -20,7 +20,7 @@ import time
 import torch
 
 import dgviz
-from dgviz.compare import sweep
+from dgviz.comparison import sweep
 from dgviz.schedules import CosineSampler, FixedRateSampler, Schedule
 from dgviz.testing import tiny_model
 

@@ -8,7 +8,7 @@ Record what DiffusionGemma's sampler does at every denoising step (`record`), ke
 __version__ = "0.1.0"
 
 from . import plots
-from .compare import Comparison, compare, load_comparison, sweep
+from .comparison import Comparison, compare, load_comparison, sweep
 from .record import StepEvent, record
 from .schedules import Schedule, presets
 from .trace import Trace, TraceFormatError, load_trace

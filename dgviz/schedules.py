@@ -1,4 +1,4 @@
-"""Step schedules: named sets of sampler settings to record and compare (`dgviz.compare.sweep`).
+"""Step schedules: named sets of sampler settings to record and compare (`dgviz.comparison.sweep`).
 
 A `Schedule` is one way of running DiffusionGemma's denoising loop. It is one of three kinds:
 

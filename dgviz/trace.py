@@ -198,7 +198,17 @@ class Trace:
 
     @property
     def num_experts(self) -> int | None:
-        return self.meta.get("num_experts")
+        """Experts per MoE layer: the model's count, else one more than the largest id seen;
+        None without routing."""
+        if self.meta.get("num_experts"):
+            return int(self.meta["num_experts"])
+        seen = [a for a in (self.expert_ids, self.encoder_expert_ids) if a is not None and a.size]
+        return max(int(a.max()) for a in seen) + 1 if seen else None
+
+    def check_row(self, row: int) -> None:
+        """Raise `IndexError` unless ``row`` is a batch row of this trace."""
+        if not 0 <= row < self.batch_size:
+            raise IndexError(f"row {row} out of range: this trace has {self.batch_size} row(s).")
 
     @property
     def complete(self) -> bool:
@@ -356,8 +366,7 @@ class Trace:
     # ------------------------------------------------------------------ slicing
     def row(self, b: int) -> Trace:
         """A one-row trace of batch row ``b``."""
-        if not 0 <= b < self.batch_size:
-            raise IndexError(f"row {b} out of range: this trace has {self.batch_size} row(s).")
+        self.check_row(b)
         sl = slice(b, b + 1)
         shared = ("token_text", "meta", "step_canvas", "step_remaining", "temperature",
                   "step_seconds")  # the same for every row

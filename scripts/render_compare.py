@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import dgviz
-from dgviz.compare import sweep
+from dgviz.comparison import sweep
 from dgviz.demo import sudoku
 from dgviz.plots import save_figure
 from dgviz.schedules import presets

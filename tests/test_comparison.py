@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dgviz
-from dgviz.compare import (
+from dgviz.comparison import (
     Comparison,
     compare,
     load_comparison,
