@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import palette
+from .palette import label_color  # noqa: F401 (dgviz.comparison.label_color, as before)
 from .schedules import as_schedule
 from .trace import Trace, load_trace
 
@@ -54,12 +54,6 @@ SUMMARY_COLUMNS = (
     "forward_passes_per_canvas", "tokens_per_forward", "wall_seconds", "mean_final_confidence",
     "steps_to_50", "steps_to_90", "steps_to_100", "agreement", "score", "text",
 )
-
-
-def label_color(index: int) -> str:
-    """The colour of the ``index``-th schedule in every comparison figure (Okabe-Ito first)."""
-    colors = palette.EXPERT_COLORS
-    return colors[index % len(colors)]
 
 
 # ============================================================================ per-run numbers
@@ -284,38 +278,9 @@ class Comparison:
         ``"prediction"``: the model's top-1 prediction already is the final token
         (`prediction_lock_in`; compares transformers and diffusers runs on the same footing).
         """
-        import plotly.graph_objects as go
+        from .plots.comparison import convergence_figure
 
-        if x not in ("forward_passes", "normalized"):
-            raise ValueError('x must be "forward_passes" or "normalized".')
-        fig = go.Figure()
-        wanted = None if seeds is None else set(seeds)
-        shown = set()
-        for run in self.runs:
-            if wanted is not None and run.seed not in wanted:
-                continue
-            xs, ys = lock_fraction_curve(run.trace, basis=basis)
-            if x == "normalized" and xs[-1] > 0:
-                xs = xs / xs[-1]
-            color = label_color(self.labels.index(run.label))
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=run.label, legendgroup=run.label,
-                showlegend=run.label not in shown, line=dict(color=color, width=1.5, shape="hv"),
-                opacity=0.7,
-                hovertemplate=f"{html.escape(run.label)} · seed {run.seed}<br>"
-                + ("%{x:.0f} forward passes" if x == "forward_passes" else "%{x:.0%} of the run")
-                + "<br>%{y:.0%} final<extra></extra>",
-            ))
-            shown.add(run.label)
-        _layout(fig, "Convergence: share of positions already holding their final token"
-                + (" (top-1 prediction)" if basis == "prediction" else ""),
-                "forward passes (all canvases)" if x == "forward_passes"
-                else "share of the run's forward passes")
-        fig.update_yaxes(title_text="share of positions final", tickformat=".0%",
-                         range=[-0.02, 1.02])
-        if x == "normalized":
-            fig.update_xaxes(tickformat=".0%")
-        return fig
+        return convergence_figure(self, x=x, seeds=seeds, basis=basis)
 
     def accepted_figure(self, seed: Any = "first"):
         """Positions the sampler accepted at each step, one line per schedule (one seed).
@@ -323,34 +288,9 @@ class Comparison:
         x is the step's position in its run, 0..1, so short and long schedules line up.
         ``seed="first"`` draws each schedule's first seed; pass a seed, or ``None`` for all runs.
         """
-        import plotly.graph_objects as go
+        from .plots.comparison import accepted_figure
 
-        fig = go.Figure()
-        shown = set()
-        for run in self.runs:
-            if seed == "first":
-                if run.label in shown:
-                    continue
-            elif seed is not None and run.seed != seed:
-                continue
-            t = run.trace
-            if t.num_steps == 0:
-                continue
-            acc = (t.accepted[0] & t.active[0][:, None]).sum(axis=1)
-            xs = (np.arange(t.num_steps) + 1) / t.num_steps
-            color = label_color(self.labels.index(run.label))
-            fig.add_trace(go.Scatter(
-                x=xs, y=acc, mode="lines+markers", name=run.label, legendgroup=run.label,
-                showlegend=run.label not in shown, line=dict(color=color, width=2),
-                marker=dict(size=4), customdata=np.arange(t.num_steps),
-                hovertemplate=f"{html.escape(run.label)} · seed {run.seed}<br>step %{{customdata}}"
-                "<br>%{y} accepted<extra></extra>",
-            ))
-            shown.add(run.label)
-        _layout(fig, "Accepted per step", "share of the run's steps")
-        fig.update_xaxes(tickformat=".0%")
-        fig.update_yaxes(title_text="positions accepted", rangemode="tozero")
-        return fig
+        return accepted_figure(self, seed=seed)
 
     def pareto_figure(self, cost: str = "forward_passes_per_canvas", quality: str = "score"):
         """Quality against cost: every run (small), every schedule's mean (large), and the Pareto
@@ -360,55 +300,9 @@ class Comparison:
         Needs scores (``sweep(..., score=...)`` or `Comparison.rescore`) unless ``quality``
         names another summary column (e.g. ``"agreement"``, ``"mean_final_confidence"``).
         """
-        import plotly.graph_objects as go
+        from .plots.comparison import pareto_figure
 
-        df = self.summary
-        if cost not in df or quality not in df:
-            raise ValueError(f"cost and quality must be summary columns: {list(SUMMARY_COLUMNS)}")
-        if df[quality].isna().all():
-            raise ValueError(
-                f"No {quality} values: give sweep(..., score=callable(text) -> float) or call "
-                "comparison.rescore(score); or pick quality='agreement'."
-            )
-        table = self.table
-        front = pareto_mask(table[cost].to_numpy(), table[quality].to_numpy())
-        fig = go.Figure()
-        for i, label in enumerate(self.labels):
-            color = label_color(i)
-            sub = df[df["label"] == label]
-            fig.add_trace(go.Scatter(
-                x=sub[cost], y=sub[quality], mode="markers", name=label, legendgroup=label,
-                showlegend=False, marker=dict(color=color, size=7, opacity=0.45),
-                customdata=sub["seed"],
-                hovertemplate=f"{html.escape(label)} · seed %{{customdata}}<br>{cost} %{{x:.2f}}"
-                f"<br>{quality} %{{y:.3f}}<extra></extra>",
-            ))
-            row = table.loc[label]
-            fig.add_trace(go.Scatter(
-                x=[row[cost]], y=[row[quality]], mode="markers+text" if front[i] else "markers",
-                name=label + (" (Pareto)" if front[i] else ""), legendgroup=label,
-                marker=dict(color=color, size=15, symbol="diamond" if front[i] else "circle",
-                            line=dict(color="#222222", width=1.5 if front[i] else 0.5)),
-                text=[label] if front[i] else None, textposition="top right",
-                textfont=dict(size=12),
-                hovertemplate=f"<b>{html.escape(label)}</b> (mean of {int(row['runs'])} seeds)<br>"
-                f"{cost} %{{x:.2f}}<br>{quality} %{{y:.3f}}<extra></extra>",
-            ))
-        order = np.argsort(table[cost].to_numpy()[front], kind="stable")
-        fx = table[cost].to_numpy()[front][order]
-        fy = table[quality].to_numpy()[front][order]
-        fig.add_trace(go.Scatter(
-            x=fx, y=fy, mode="lines", name="Pareto front (schedule means)",
-            line=dict(color="#222222", width=1.5, dash="dash", shape="hv"), hoverinfo="skip",
-        ))
-        _layout(fig, f"Quality vs cost: {quality} against {cost.replace('_', ' ')}",
-                cost.replace("_", " "))
-        fig.update_yaxes(title_text=quality.replace("_", " "))
-        values = df[quality].dropna()
-        if values.min() >= 0 and values.max() <= 1:  # shares and pass/fail scores
-            fig.update_yaxes(range=[-0.05, 1.08])
-        fig.update_xaxes(type="log" if _spread(df[cost]) > 20 else "linear")
-        return fig
+        return pareto_figure(self, cost=cost, quality=quality)
 
     # ------------------------------------------------------------------ scoring
     def rescore(self, score: Callable[[str], float]) -> Comparison:
@@ -494,22 +388,6 @@ def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
             (cost < cost[i]) | (quality > quality[i]))
         out[i] = not dominated.any()
     return out
-
-
-def _spread(values) -> float:
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v) & (v > 0)]
-    return float(v.max() / v.min()) if v.size else 1.0
-
-
-def _layout(fig, title: str, xtitle: str) -> None:
-    fig.update_layout(
-        template="plotly_white", font=dict(family="DejaVu Sans, Arial, sans-serif", size=13),
-        title=dict(text=f"<b>{title}</b>", x=0.01, xanchor="left", font=dict(size=16)),
-        margin=dict(l=70, r=30, t=70, b=60), legend=dict(title_text="schedule"),
-        hoverlabel=dict(font=dict(family="DejaVu Sans Mono, monospace", size=12)),
-    )
-    fig.update_xaxes(title_text=xtitle)
 
 
 def _slug(label: str) -> str:

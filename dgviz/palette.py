@@ -28,6 +28,11 @@ def expert_color(expert: int) -> str:
     return EXPERT_COLORS[int(expert) % len(EXPERT_COLORS)]
 
 
+def label_color(index: int) -> str:
+    """The colour of the ``index``-th schedule in every comparison figure (Okabe-Ito first)."""
+    return EXPERT_COLORS[index % len(EXPERT_COLORS)]
+
+
 def as_dict() -> dict:
     """Everything above, JSON-ready (the widget sends it to the front end)."""
     return {

@@ -569,3 +569,63 @@ def test_encoder_and_churn_sample_beyond_the_cell_limit(trace):
     churn = plots.expert_churn(trace, by="position", max_cells=2 * 24)  # 48 positions -> /2
     assert np.asarray(_heatmap(churn).z).shape == (2, 24)
     assert "every 2nd position shown" in churn.layout.title.text
+
+
+# ------------------------------------------------------------------ the package
+PUBLIC = ["MAX_CELLS", "MAX_MARKERS", "accepted_per_step", "all_figures", "canvas_gif",
+          "confidence_heatmap", "convergence_curve", "encoder_routing", "entropy_heatmap",
+          "expert_churn", "expert_load", "expert_map", "expert_weights", "lock_in_map",
+          "router_entropy", "sampler_explainer", "save_figure"]
+
+
+def test_public_names_are_where_they_were():
+    assert sorted(plots.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert hasattr(plots, name), name
+    from dgviz.comparison import label_color
+
+    assert label_color(0) == palette.label_color(0)
+
+
+def test_importing_plots_needs_no_torch_and_no_pillow():
+    """dgviz.plots imports numpy, plotly, dgviz.trace and dgviz.palette only (Pillow inside the
+    GIF functions). dgviz/__init__ is bypassed: it imports the recorder, which needs torch."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "dgviz"
+    code = (
+        "import sys, types\n"
+        f"pkg = types.ModuleType('dgviz'); pkg.__path__ = [{str(root)!r}]\n"
+        "sys.modules['dgviz'] = pkg\n"
+        "import dgviz.plots, dgviz.plots.comparison, dgviz.plots.gif\n"
+        "top = {m.split('.')[0] for m in sys.modules}\n"
+        "print(sorted(top & {'torch', 'transformers', 'diffusers', 'PIL', 'pandas'}))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('dgviz.') and"
+        " not m.startswith('dgviz.plots')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    heavy, others = done.stdout.splitlines()
+    assert heavy == "[]"
+    assert others == "['dgviz.palette', 'dgviz.trace']"
+
+
+def test_comparison_methods_are_the_plots_functions():
+    from dgviz.comparison import compare
+    from dgviz.plots import comparison as figures
+
+    runs = compare({"a": _one_canvas_run(0), "b": _one_canvas_run(1)}, score=lambda text: 1.0)
+    for method, fn in ((runs.convergence_figure, figures.convergence_figure),
+                       (runs.accepted_figure, figures.accepted_figure),
+                       (runs.pareto_figure, figures.pareto_figure)):
+        assert method().to_json() == fn(runs).to_json()
+    with pytest.raises(ValueError, match="x must be"):
+        runs.convergence_figure(x="steps")
+
+
+def _one_canvas_run(seed: int) -> dgviz.Trace:
+    model, tok = tiny_model()
+    return dgviz.record(model, tok, "the cat sat", seed=seed, max_new_tokens=16,
+                        max_denoising_steps=4, routing=False)

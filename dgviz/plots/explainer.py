@@ -1,0 +1,133 @@
+"""The sampler explainer: why the entropy-bound sampler accepted what it did at one step."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .. import palette
+from ..trace import NEW, RENOISED, STATE_NAMES, Trace
+from ._common import BUDGET_LEFT, INK, MUTED, check_step, texts, view
+
+_BOUND_COLOR = "#D55E00"  # Okabe-Ito vermillion: the entropy bound
+_ALL = "all positions"
+
+
+def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go.Figure:
+    """Why the entropy-bound sampler accepted what it did at one step.
+
+    Bars: every position's entropy, sorted (lowest first), coloured accepted / re-noised as
+    recorded. Line: the sampler's criterion ``sum(entropy_1..k) - max(entropy_1..k)`` for the k
+    lowest; it accepts while that stays under ``entropy_bound`` (dashed). The top panel shows
+    every position; the bottom one zooms on the bound, where the decision is made. ``step`` is
+    a global step (default: step 0).
+    """
+    from plotly.subplots import make_subplots
+
+    v = view(trace, row)
+    step = 0 if step is None else step
+    check_step(trace, step)
+    ex = trace.sampler_explainer(step, row=row)
+    n = ex["order"].size
+    acc = np.asarray(ex["accepted"], dtype=bool)
+    crit = np.asarray(ex["criterion"], dtype=np.float64)
+    sorted_ent = np.asarray(ex["sorted_entropy"], dtype=np.float64)
+    bound = float(ex["bound"])
+    zoom_top = 3 * bound if math.isfinite(bound) else None
+    fig = make_subplots(
+        rows=2, cols=1, row_heights=[0.5, 0.5], vertical_spacing=0.16,
+        subplot_titles=(
+            _ALL,
+            f"zoom on the decision: entropies up to {zoom_top:g} nats, ranks around the cut"
+            if zoom_top else "",
+        ),
+    )
+    for r in (1, 2):
+        fig.add_trace(_entropy_bars(trace, row, step, ex), row=r, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(n), y=crit, mode="lines+markers", name="criterion: Σ entropy − max",
+                line=dict(color=INK, width=2), marker=dict(size=4), showlegend=r == 1,
+                hovertemplate="k=%{x}: Σ−max = %{y:.4f}<extra></extra>",
+            ),
+            row=r, col=1,
+        )
+        if math.isfinite(bound):
+            fig.add_hline(
+                y=bound, line=dict(color=_BOUND_COLOR, dash="dash", width=2), row=r, col=1,
+                annotation_text=f"entropy_bound {bound:g}", annotation_position="top right",
+                annotation_font=dict(color=_BOUND_COLOR),
+            )
+    for i in (NEW, RENOISED):  # legend entries for the two bar colours
+        fig.add_trace(
+            go.Scatter(x=[None], y=[None], mode="markers",
+                       name=f"entropy of a position: {STATE_NAMES[i]}",
+                       marker=dict(symbol="square", size=12, color=palette.STATE_COLORS[i]))
+        )
+    ymax = float(np.nanmax(sorted_ent)) if n else 1.0
+    v.layout(fig, "Sampler explainer: entropy-bound acceptance", _note(trace, row, step, acc),
+             legend=dict(orientation="h", yanchor="top", y=-0.14, x=0), bargap=0.05)
+    fig.update_layout(margin=dict(b=110, t=125), title_pad_b=34)  # room for panel titles
+    fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)", row=2, col=1)
+    fig.update_yaxes(title_text="nats", range=[0, 1.1 * max(ymax, 1e-6)], row=1, col=1)
+    if zoom_top:
+        first, last = _zoom_ranks(crit, bound)
+        fig.update_yaxes(title_text="nats", range=[0, zoom_top], row=2, col=1)
+        fig.update_xaxes(range=[first - 0.5, last + 0.5], row=2, col=1)
+    for a in fig.layout.annotations:
+        if a.text == _ALL or str(a.text).startswith("zoom on"):
+            a.update(x=0, xanchor="left", font=dict(size=12, color=MUTED))
+    return fig
+
+
+def _entropy_bars(trace: Trace, row: int, step: int, ex: dict) -> go.Bar:
+    """Every position's entropy, lowest first, orange if accepted (one trace, both panels)."""
+    order = ex["order"]
+    acc = np.asarray(ex["accepted"], dtype=bool)
+    crit = np.asarray(ex["criterion"], dtype=np.float64)
+    colors = np.where(acc, palette.STATE_COLORS[NEW], palette.STATE_COLORS[RENOISED]).tolist()
+    return go.Bar(
+        x=np.arange(order.size), y=np.asarray(ex["sorted_entropy"], dtype=np.float64),
+        marker_color=colors, name="entropy", showlegend=False,
+        text=texts(trace, trace.draft[row, step][order]),
+        customdata=np.stack([order, crit], axis=-1), textposition="none",
+        hovertemplate=(
+            "rank %{x} · position %{customdata[0]}<br>draft %{text}<br>"
+            "entropy %{y:.4f} nats<br>criterion %{customdata[1]:.4f}<extra></extra>"
+        ),
+    )
+
+
+def _note(trace: Trace, row: int, step: int, acc: np.ndarray) -> str:
+    temp = float(trace.temperature[step])
+    note = (
+        f"step {step} (canvas {int(trace.step_canvas[step])}, "
+        f"{BUDGET_LEFT}: {int(trace.step_remaining[step])}) · accepted {int(acc.sum())} of "
+        f"{acc.size}"
+        + (f" · temperature {temp:.2f}" if math.isfinite(temp) else "")
+        + ("" if trace.active[row, step] else " · row had stopped")
+    )
+    sampler = trace.settings.get("sampler", "EntropyBoundSampler")
+    if sampler != "EntropyBoundSampler":
+        note += f" · recorded with {sampler}: the entropy-bound rule shown may not be its rule"
+    return note
+
+
+def _zoom_ranks(crit: np.ndarray, bound: float) -> tuple[int, int]:
+    """First and last rank of the zoom panel: around where the criterion crosses the bound (the
+    cut), at least 24 wide."""
+    over = np.flatnonzero(crit > bound)
+    cut = int(over[0]) if over.size else crit.size
+    first = max(0, cut - 16)
+    return first, min(crit.size - 1, max(cut + 8, first + 24))
+
+
+def _explainer_step(trace: Trace, row: int) -> int:
+    """A telling step: in the first canvas, the active step whose accepted count is nearest to
+    half the canvas (the sampler had most to decide), the earliest such."""
+    steps = trace.canvas_steps(0)
+    steps = steps[trace.active[row, steps]] if trace.active[row, steps].any() else steps
+    counts = trace.accepted[row, steps].sum(axis=1)
+    return int(steps[np.argmin(np.abs(counts - trace.canvas_length / 2))])
