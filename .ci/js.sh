@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Front end of the timeline widget: install the pinned JS toolchain, run the unit tests, rebuild
-# the bundle and fail when the committed bundle (dgviz/static/) differs from the fresh build.
+# Front end of the timeline widget: install the pinned JS toolchain, lint (eslint, 100 columns,
+# no HTML from strings), type-check (tsc --noEmit over the JSDoc types), run the unit tests,
+# rebuild the bundle and fail when the committed bundle (dgviz/static/) differs from the fresh
+# build.
 # Needs Node >= 20 and npm (the npm registry, or a warm npm cache).
 set -euo pipefail
 cd "$(dirname "$0")/../js"
 echo "== js: npm ci (node $(node --version), npm $(npm --version))"
 npm ci --no-audit --no-fund
+echo "== js: lint (eslint)"
+npm run lint
+echo "== js: typecheck (tsc --noEmit)"
+npm run typecheck
 echo "== js: unit tests (vitest)"
 npx vitest run
 echo "== js: build"

@@ -360,10 +360,12 @@ def test_offline_html_replays_without_network(page, tiny_trace, tmp_path):
     expect(w.locator(".dgv-tok")).to_have_count(16, timeout=20_000)
     expect(w).to_have_attribute("data-step", "0")
     first = _canvas_text(w)
-    w.locator(".dgv-speed").select_option("16")
+    w.locator(".dgv-speed").select_option("4")  # canvas 2 plays for 2 s: the poll sees it
     page.keyboard.press("Escape")
     w.focus()
     page.keyboard.press(" ")  # play
+    expect(w).to_have_attribute("data-playing", "true")
+    expect(w.locator(".dgv-play")).to_have_text("Pause")
     expect(w).to_have_attribute("data-canvas", "1", timeout=10_000)
     page.keyboard.press(" ")  # pause
     assert _canvas_text(w) != first
@@ -405,6 +407,50 @@ def test_hostile_token_text_renders_as_text(page, tiny_trace, tmp_path):
     assert page.locator("script").count() == 3
     assert dialogs == []
     assert outside == []
+    assert page.errors == []
+
+
+def _height(page, selector: str = ".dgv-root") -> float:
+    return page.evaluate(f"document.querySelector('{selector}').getBoundingClientRect().height")
+
+
+def test_widget_height_holds_still_on_hover_pin_and_step(page, tiny_trace, tmp_path):
+    """Hovering, pinning, unpinning and stepping never change the widget's height (to the pixel):
+    the cells below a widget must not jump. Token text of very different lengths makes the
+    canvas re-wrap from step to step; a very long model name must be ellipsised, not wrap."""
+    from playwright.sync_api import expect
+
+    trace = copy.copy(tiny_trace)
+    words = ["a", "much longer token", " x", "\n", "mid-size", "   ", "yet another long token"]
+    trace.token_text = {i: words[i % len(words)] * (1 + i % 3) for i in tiny_trace.token_text}
+    trace.meta = {**tiny_trace.meta, "model": {**tiny_trace.meta.get("model", {}),
+                                                "name_or_path": "/checkpoints/" + "long" * 80}}
+    path = trace.to_html(tmp_path / "still.html")
+    page.goto(path.as_uri())
+    w = page.locator(".dgv-root")
+    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=20_000)
+    page.wait_for_timeout(200)  # fonts and the first ResizeObserver round settle
+    heights = {"first paint": _height(page)}
+    w.locator('.dgv-tok[data-pos="3"]').hover()
+    heights["hover"] = _height(page)
+    w.locator('.dgv-tok[data-pos="3"]').click()
+    heights["pin"] = _height(page)
+    page.mouse.move(5, 5)
+    for i in range(10):
+        page.keyboard.press("ArrowRight")  # 10 steps, across a canvas boundary, pinned
+        expect(w).to_have_attribute("data-step", str(i + 1))
+        heights[f"step {i + 1}"] = _height(page)
+    w.locator('.dgv-tok[data-pos="3"]').click()
+    heights["unpin"] = _height(page)
+    w.locator('.dgv-tok[data-pos="9"]').hover()
+    heights["hover again"] = _height(page)
+    page.keyboard.press("End")
+    heights["last step"] = _height(page)
+    _shot(page, "browser-still.png")
+    assert len(set(heights.values())) == 1, heights
+    facts = w.locator(".dgv-facts")
+    assert facts.evaluate("e => e.scrollWidth > e.clientWidth")  # clipped, with an ellipsis
+    assert facts.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
     assert page.errors == []
 
 

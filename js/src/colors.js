@@ -1,5 +1,9 @@
+// @ts-check
 // State and expert colours. The palette comes from Python (dgviz/palette.py, `palette.as_dict()`);
 // these functions only mix it with white for intensity and pick a readable text colour.
+/** @import { Palette } from "./types.js" */
+
+/** @typedef {{bg: string, fg: string, dim: boolean}} TokenStyle */
 
 /** @param {string} hex "#RRGGBB" @returns {[number, number, number]} */
 export function hexToRgb(hex) {
@@ -9,18 +13,23 @@ export function hexToRgb(hex) {
   return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
 
+/** @param {number[]} rgb @returns {string} "#RRGGBB" */
 export function rgbToHex([r, g, b]) {
+  /** @param {number} v */
   const h = (v) => Math.round(Math.max(0, Math.min(255, v))).toString(16).padStart(2, "0");
   return `#${h(r)}${h(g)}${h(b)}`.toUpperCase();
 }
 
-/** Linear mix of two "#RRGGBB" colours: t = 0 gives a, t = 1 gives b. */
+/**
+ * Linear mix of two "#RRGGBB" colours: t = 0 gives a, t = 1 gives b.
+ * @param {string} a @param {string} b @param {number} t
+ */
 export function mix(a, b, t) {
   const x = hexToRgb(a), y = hexToRgb(b);
   return rgbToHex([0, 1, 2].map((i) => x[i] + (y[i] - x[i]) * t));
 }
 
-/** WCAG relative luminance of "#RRGGBB". */
+/** WCAG relative luminance of "#RRGGBB". @param {string} hex */
 export function luminance(hex) {
   const lin = hexToRgb(hex).map((v) => {
     const c = v / 255;
@@ -29,12 +38,13 @@ export function luminance(hex) {
   return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2];
 }
 
+/** WCAG contrast ratio of two colours. @param {string} a @param {string} b */
 export function contrast(a, b) {
   const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
   return (hi + 0.05) / (lo + 0.05);
 }
 
-/** Black or white, whichever reads better on `bg`. */
+/** Black or white, whichever reads better on `bg`. @param {string} bg */
 export function textColorFor(bg) {
   return contrast(bg, "#000000") >= contrast(bg, "#FFFFFF") ? "#000000" : "#FFFFFF";
 }
@@ -42,7 +52,10 @@ export function textColorFor(bg) {
 export const RENOISED = 0, NEW = 1, KEPT = 2, FINAL = 3;
 export const STATE_NAMES = ["re-noised", "accepted this step", "accepted earlier", "final"];
 
-/** Confidence (0..1) -> how much of the state colour shows (the rest is white). */
+/**
+ * Confidence (0..1) -> how much of the state colour shows (the rest is white).
+ * @param {number} confidence
+ */
 export function intensity(confidence) {
   const c = Number.isFinite(confidence) ? Math.max(0, Math.min(1, confidence)) : 0;
   return 0.3 + 0.7 * c;
@@ -52,7 +65,8 @@ export function intensity(confidence) {
  * Background and text colour of a token in the "state" view.
  * Re-noised tokens are random: a fixed pale background and grey text (dim), whatever the
  * confidence. The other states mix their palette colour with white by confidence.
- * @returns {{bg: string, fg: string, dim: boolean}}
+ * @param {number} state @param {number} confidence @param {Palette} palette
+ * @returns {TokenStyle}
  */
 export function tokenStyle(state, confidence, palette) {
   const base = palette.states[state] ?? palette.states[RENOISED];
@@ -61,15 +75,23 @@ export function tokenStyle(state, confidence, palette) {
   return { bg, fg: textColorFor(bg), dim: false };
 }
 
-/** Colour of expert `e` (the palette cycles when there are more experts than colours). */
+/**
+ * Colour of expert `e` (the palette cycles when there are more experts than colours).
+ * @param {number} e @param {Palette} palette
+ */
 export function expertColor(e, palette) {
   const list = palette.experts;
   return list[((e % list.length) + list.length) % list.length];
 }
 
-/** Token coloured by its top-1 expert; the router weight gives the intensity. */
+/**
+ * Token coloured by its top-1 expert; the router weight gives the intensity.
+ * @param {number} expert @param {number} weight @param {Palette} palette
+ * @returns {TokenStyle}
+ */
 export function expertStyle(expert, weight, palette) {
   if (expert < 0) return { bg: "#FFFFFF", fg: "#6B6B6B", dim: true };
-  const bg = mix("#FFFFFF", expertColor(expert, palette), 0.45 + 0.55 * Math.max(0, Math.min(1, weight)));
+  const w = Math.max(0, Math.min(1, weight));
+  const bg = mix("#FFFFFF", expertColor(expert, palette), 0.45 + 0.55 * w);
   return { bg, fg: textColorFor(bg), dim: false };
 }

@@ -1,18 +1,32 @@
+// @ts-check
 // The entropy-bound sampler, explained (mirrors dgviz.trace.Trace.sampler_explainer).
 // It sorts positions by entropy and accepts the k lowest with
 // sum(entropy_1..k) - max(entropy_1..k) <= bound.
 
 /**
+ * @typedef {object} Explained
+ * @property {number[]} order positions, lowest entropy first
+ * @property {Float64Array} sorted entropies in that order
+ * @property {Float64Array} cumulative running sum of `sorted`
+ * @property {Float64Array} criterion running sum minus the largest so far (Σ − max)
+ * @property {Uint8Array} acceptedSorted whether each of `order` was accepted
+ * @property {number} nAccepted
+ * @property {number} withinBound how many lowest-entropy positions satisfy criterion <= bound
+ * @property {number} bound
+ */
+
+/**
  * @param {ArrayLike<number>} entropy one step's entropies, [L]
  * @param {ArrayLike<number>} accepted one step's accepted flags, [L]
  * @param {number} bound the sampler's entropy bound (NaN when unknown)
+ * @returns {Explained}
  */
 export function explainStep(entropy, accepted, bound) {
   const n = entropy.length;
   const order = Array.from({ length: n }, (_, i) => i);
   order.sort((a, b) => entropy[a] - entropy[b] || a - b); // stable, as numpy's kind="stable"
-  const sorted = new Float64Array(n), cumulative = new Float64Array(n), criterion = new Float64Array(n);
-  const acceptedSorted = new Uint8Array(n);
+  const sorted = new Float64Array(n), cumulative = new Float64Array(n);
+  const criterion = new Float64Array(n), acceptedSorted = new Uint8Array(n);
   let sum = 0, nAccepted = 0, withinBound = 0;
   for (let i = 0; i < n; i++) {
     const e = Math.fround(entropy[order[i]]);
@@ -28,8 +42,11 @@ export function explainStep(entropy, accepted, bound) {
 }
 
 /**
- * How many tokens each expert got at one step and layer, counting every top-k slot.
+ * How many tokens each expert got at one step and layer, counting every top-k slot (or only
+ * the top-1 with `topOnly`).
  * @param {ArrayLike<number>} ids expert ids of one step, laid out [N, L, k]
+ * @param {number} layer @param {number} numPositions @param {number} k @param {number} numExperts
+ * @param {boolean} [topOnly]
  */
 export function expertLoad(ids, layer, numPositions, k, numExperts, topOnly = false) {
   const counts = new Array(numExperts).fill(0);

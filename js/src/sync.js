@@ -1,3 +1,4 @@
+// @ts-check
 // Synchronized replay: Timeline views with the same `sync` group scrub together, in the browser
 // only (no kernel round trip, so it works in the offline HTML page too).
 //
@@ -5,45 +6,92 @@
 // may import the bundle once per widget (each import is a separate module instance), and every
 // view of the page must see the same groups. Nothing else is put on the page.
 import { SYNC_MODES } from "./timeline.js";
+/** @import { StepsInfo, SyncMode } from "./timeline.js" */
 
 const KEY = Symbol.for("dgviz.sync-groups.v1");
 
+/**
+ * A view in a group.
+ * @typedef {object} Member
+ * @property {() => StepsInfo | null} info its steps (null while it has none)
+ * @property {(position: number, source: Member) => void} onPosition another member moved
+ * @property {(mode: SyncMode) => void} onMode the group's mode changed
+ * @property {() => void} refresh the group changed (the shared axis may have grown)
+ */
+
+/**
+ * @typedef {object} Group
+ * @property {string} name
+ * @property {Set<Member>} members
+ * @property {SyncMode} mode
+ * @property {number | null} position the last shared position, for views that join later
+ */
+
+/**
+ * A member's handle on its group.
+ * @typedef {object} GroupHandle
+ * @property {Group} group
+ * @property {SyncMode} mode
+ * @property {number | null} position
+ * @property {() => StepsInfo[]} infos every member's steps
+ * @property {() => number} size
+ * @property {(position: number) => void} broadcast move the others
+ * @property {(mode: string) => void} setMode switch every member
+ * @property {() => void} leave
+ */
+
+/** @returns {Map<string, Group>} */
 function groups() {
-  if (!globalThis[KEY]) globalThis[KEY] = new Map();
-  return globalThis[KEY];
+  const g = /** @type {Record<symbol, Map<string, Group> | undefined>} */ (
+    /** @type {unknown} */ (globalThis));
+  if (!g[KEY]) g[KEY] = new Map();
+  return g[KEY];
 }
 
 /**
- * Join group `name`. `member` has: info() -> stepsInfo, onPosition(position, source),
- * onMode(mode), refresh(). Returns the group handle with leave(), broadcast(), setMode().
+ * @param {unknown} mode
+ * @returns {mode is SyncMode}
+ */
+export function isSyncMode(mode) {
+  return SYNC_MODES.includes(/** @type {SyncMode} */ (mode));
+}
+
+/**
+ * Join group `name` (created with `mode` if new).
+ * @param {string} name @param {Member} member @param {unknown} mode
+ * @returns {GroupHandle}
  */
 export function joinGroup(name, member, mode) {
   const all = groups();
   let group = all.get(name);
   if (!group) {
-    group = { name, members: new Set(), mode: SYNC_MODES.includes(mode) ? mode : "normalized", position: null };
+    group = { name, members: new Set(), mode: isSyncMode(mode) ? mode : "normalized",
+      position: null };
     all.set(name, group);
   }
-  group.members.add(member);
-  const each = (fn) => { for (const m of [...group.members]) fn(m); };
+  const g = group;
+  g.members.add(member);
+  /** @param {(m: Member) => void} fn */
+  const each = (fn) => { for (const m of [...g.members]) fn(m); };
+  /** @type {GroupHandle} */
   const handle = {
-    group,
-    get mode() { return group.mode; },
-    get position() { return group.position; },
-    infos: () => [...group.members].map((m) => m.info()).filter(Boolean),
-    size: () => group.members.size,
+    group: g,
+    get mode() { return g.mode; },
+    get position() { return g.position; },
+    infos: () => [...g.members].map((m) => m.info()).filter((i) => i !== null),
+    size: () => g.members.size,
     broadcast(position) {
-      group.position = position;
+      g.position = position;
       each((m) => { if (m !== member) m.onPosition(position, member); });
     },
     setMode(next) {
-      if (!SYNC_MODES.includes(next) || next === group.mode) return;
-      group.mode = next;
+      if (!isSyncMode(next) || next === g.mode) return;
+      g.mode = next;
       each((m) => m.onMode(next));
     },
     leave() {
-      group.members.delete(member);
-      if (!group.members.size) all.delete(name);
+      g.members.delete(member);
+      if (!g.members.size) all.delete(name);
       else each((m) => m.refresh());
     },
   };

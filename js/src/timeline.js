@@ -1,8 +1,16 @@
+// @ts-check
 // Timeline maths: one global step axis across canvases (Trace.step_canvas), playback.
 
-/** [[lo, hi), ...] global step range of each canvas, from step_canvas (sorted, 0..C-1). */
+/** @typedef {{canvas: number, local: number, lo: number, hi: number, count: number}} Location */
+
+/**
+ * [[lo, hi), ...] global step range of each canvas, from step_canvas (sorted, 0..C-1).
+ * @param {ArrayLike<number>} stepCanvas @param {number} [numCanvases]
+ * @returns {[number, number][]}
+ */
 export function canvasBounds(stepCanvas, numCanvases) {
-  const c = numCanvases ?? (stepCanvas.length ? Math.max(...stepCanvas) + 1 : 0);
+  const c = numCanvases ?? (stepCanvas.length ? Math.max(...Array.from(stepCanvas)) + 1 : 0);
+  /** @type {[number, number][]} */
   const out = Array.from({ length: c }, () => [0, 0]);
   const seen = new Array(c).fill(false);
   for (let s = 0; s < stepCanvas.length; s++) {
@@ -13,9 +21,14 @@ export function canvasBounds(stepCanvas, numCanvases) {
   return out;
 }
 
+/** @param {number} v @param {number} lo @param {number} hi */
 export function clamp(v, lo, hi) { return Math.max(lo, Math.min(hi, v)); }
 
-/** Global step -> {canvas, local (step within its canvas), lo, hi, count}. */
+/**
+ * Global step -> {canvas, local (step within its canvas), lo, hi, count}.
+ * @param {[number, number][]} bounds @param {number} step
+ * @returns {Location}
+ */
 export function locate(bounds, step) {
   for (let c = 0; c < bounds.length; c++) {
     const [lo, hi] = bounds[c];
@@ -24,18 +37,16 @@ export function locate(bounds, step) {
   throw new RangeError(`dgviz: step ${step} is outside the run`);
 }
 
-/** (canvas, local step) -> global step, the local step clamped into the canvas. */
-export function toGlobal(bounds, canvas, local) {
-  const [lo, hi] = bounds[clamp(canvas, 0, bounds.length - 1)];
-  return clamp(lo + local, lo, hi - 1);
-}
-
-/** Move by `delta` steps on the global axis, clamped to [0, n). */
+/**
+ * Move by `delta` steps on the global axis, clamped to [0, n).
+ * @param {number} step @param {number} delta @param {number} n
+ */
 export function stepBy(step, delta, n) { return n ? clamp(step + delta, 0, n - 1) : 0; }
 
 /**
  * Jump a canvas forward (dir = 1) or back (dir = -1). Back from the middle of a canvas goes to
  * its first step first (like a music player's "previous").
+ * @param {[number, number][]} bounds @param {number} step @param {number} dir
  */
 export function jumpCanvas(bounds, step, dir) {
   const { canvas, lo } = locate(bounds, step);
@@ -44,17 +55,22 @@ export function jumpCanvas(bounds, step, dir) {
   return bounds[target][0];
 }
 
-/** Slider / strip x (0..1) -> global step. */
+/**
+ * Global step -> x fraction (0..1) of its cell's centre on a strip of n cells (the playhead).
+ * @param {number} step @param {number} n
+ */
+export function stepToFraction(step, n) { return n ? (step + 0.5) / n : 0; }
+
+/** Slider / strip x (0..1) -> global step. @param {number} fraction @param {number} n */
 export function fractionToStep(fraction, n) {
   return n ? clamp(Math.floor(clamp(fraction, 0, 1) * n), 0, n - 1) : 0;
 }
 
-/** Global step -> x fraction of its cell's centre on a strip of n cells. */
-export function stepToFraction(step, n) { return n ? (step + 0.5) / n : 0; }
-
 /**
  * Advance playback by dtMs milliseconds at `speed` steps per second. `carry` accumulates
  * fractions of a step between frames. Playback stops at the last step.
+ * @param {{step: number, carry: number}} at @param {number} dtMs @param {number} speed
+ * @param {number} n
  * @returns {{step: number, carry: number, playing: boolean}}
  */
 export function advance({ step, carry }, dtMs, speed, n) {
@@ -71,9 +87,18 @@ export function advance({ step, carry }, dtMs, speed, n) {
 //  "forward_passes":  position = 0-based index of the decoder forward pass. A step costs one
 //                     pass when the row was active (`active` in the run payload), none after it
 //                     finished; a run that has used all its passes shows its last step.
+
+/** @typedef {"normalized" | "forward_passes"} SyncMode */
+/** @typedef {{steps: number, before: Int32Array, passes: number}} StepsInfo */
+
+/** @type {SyncMode[]} */
 export const SYNC_MODES = ["normalized", "forward_passes"];
 
-/** {steps, before: Int32Array (passes before each step), passes (total)} from `active`. */
+/**
+ * {steps, before: Int32Array (passes before each step), passes (total)} from `active`.
+ * @param {ArrayLike<number>} active @param {number} [steps]
+ * @returns {StepsInfo}
+ */
 export function stepsInfo(active, steps = active.length) {
   const before = new Int32Array(steps);
   let total = 0;
@@ -81,7 +106,10 @@ export function stepsInfo(active, steps = active.length) {
   return { steps, before, passes: total };
 }
 
-/** A run's step at a shared position (clamped: before the start -> 0, past its end -> last). */
+/**
+ * A run's step at a shared position (clamped: before the start -> 0, past its end -> last).
+ * @param {number} position @param {SyncMode} mode @param {StepsInfo} info
+ */
 export function stepAt(position, mode, info) {
   const n = info.steps;
   if (!n) return 0;
@@ -100,7 +128,10 @@ export function stepAt(position, mode, info) {
   return n > 1 ? clamp(Math.round(clamp(position, 0, 1) * (n - 1)), 0, n - 1) : 0;
 }
 
-/** A run's step -> the shared position (inverse of stepAt on the run's own steps). */
+/**
+ * A run's step -> the shared position (inverse of stepAt on the run's own steps).
+ * @param {number} step @param {SyncMode} mode @param {StepsInfo} info
+ */
 export function positionOf(step, mode, info) {
   const n = info.steps;
   if (!n) return 0;
@@ -109,7 +140,11 @@ export function positionOf(step, mode, info) {
   return n > 1 ? s / (n - 1) : 0;
 }
 
-/** Length of the shared axis for a group: [min, max, resolution] for a range slider. */
+/**
+ * The shared axis of a group as slider stops: value `v` in [0, max] is position `v / scale`.
+ * @param {SyncMode} mode @param {StepsInfo[]} infos
+ * @returns {{max: number, scale: number}}
+ */
 export function syncExtent(mode, infos) {
   if (mode === "forward_passes") {
     const last = Math.max(0, ...infos.map((i) => (i.steps ? i.before[i.steps - 1] : 0)));

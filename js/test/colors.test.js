@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { contrast, expertColor, expertStyle, hexToRgb, intensity, mix, rgbToHex, textColorFor, tokenStyle, FINAL, KEPT, NEW, RENOISED } from "../src/colors.js";
+import {
+  contrast, expertColor, expertStyle, hexToRgb, intensity, mix, rgbToHex, textColorFor, tokenStyle,
+  FINAL, KEPT, NEW, RENOISED,
+} from "../src/colors.js";
 
 // the Python palette (dgviz.palette.as_dict()), as the widget receives it
 const palette = {

@@ -29,7 +29,8 @@ describe("expertLoad", () => {
 });
 
 describe("chunk accessors", () => {
-  // 2 steps x 3 positions; states: step 0 = [re-noised, new, final]; step 1 = [re-noised, kept, final]
+  // 2 steps x 3 positions; states: step 0 = [re-noised, new, final];
+  // step 1 = [re-noised, kept, final]
   const chunk = {
     n: 2, L: 3, layers: 1, k: 2,
     canvas_in: new Int32Array([10, 11, 12, 20, 21, 22]),
@@ -41,7 +42,7 @@ describe("chunk accessors", () => {
     expert_weights: new Float32Array([0.6, 0.4, 0.7, 0.3, 0.5, 0.5, 0.9, 0.1, 0.8, 0.2, 1, 0]),
   };
 
-  it("shows the random token for re-noised, the kept token for accepted, the draft for final", () => {
+  it("shows the random token (re-noised), the kept token (accepted), the draft (final)", () => {
     expect(shownToken(chunk, 0, 0, "canvas")).toBe(20); // the next step's input
     expect(shownToken(chunk, 1, 0, "canvas")).toBe(40); // last step: sampled
     expect(shownToken(chunk, 0, 1, "canvas")).toBe(31);
@@ -50,7 +51,8 @@ describe("chunk accessors", () => {
   });
 
   it("reads histories and experts", () => {
-    expect(Array.from(history(chunk, "confidence", 1))).toEqual([Math.fround(0.2), Math.fround(0.5)]);
+    expect(Array.from(history(chunk, "confidence", 1)))
+      .toEqual([Math.fround(0.2), Math.fround(0.5)]);
     expect(topExpert(chunk, 1, 0, 1)).toBe(1);
     const ex = expertsAt(chunk, 0, 2);
     expect(ex[0].picks.map((p) => p.expert)).toEqual([5, 6]);

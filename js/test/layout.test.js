@@ -1,5 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { clip, displayText, layoutLines, visible } from "../src/layout.js";
+import { clip, displayText, visible } from "../src/layout.js";
+
+/** Lines of a run of tokens as the canvas shows them. */
+const layoutLines = (texts) => texts.map(displayText).join("").split("\n");
 
 describe("displayText", () => {
   it("keeps newlines (after a visible mark) and indentation", () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { positionOf, stepAt, stepsInfo, syncExtent } from "../src/timeline.js";
+import { joinGroup } from "../src/sync.js";
 
 const a = stepsInfo([1, 1, 1, 1, 1, 1, 1, 1, 1]); // 9 steps, 9 passes
 const b = stepsInfo([1, 1, 1, 1, 1]);             // 5 steps
@@ -53,7 +54,9 @@ describe("forward_passes mode", () => {
   });
 
   it("round-trips the steps that cost a pass, and clamps below 0", () => {
-    for (let s = 0; s < a.steps; s++) expect(stepAt(positionOf(s, "forward_passes", a), "forward_passes", a)).toBe(s);
+    for (let s = 0; s < a.steps; s++) {
+      expect(stepAt(positionOf(s, "forward_passes", a), "forward_passes", a)).toBe(s);
+    }
     expect(stepAt(-1, "forward_passes", a)).toBe(0);
     expect(positionOf(99, "forward_passes", b)).toBe(4);
   });
@@ -64,5 +67,47 @@ describe("syncExtent", () => {
     expect(syncExtent("forward_passes", [a, b, c])).toEqual({ max: 8, scale: 1 });
     expect(syncExtent("normalized", [a, b, c])).toEqual({ max: 8, scale: 8 });
     expect(syncExtent("normalized", [])).toEqual({ max: 1, scale: 1 });
+  });
+});
+
+describe("joinGroup", () => {
+  const member = (log, name, info = a) => ({
+    info: () => info,
+    onPosition: (p) => log.push(`${name} at ${p}`),
+    onMode: (m) => log.push(`${name} mode ${m}`),
+    refresh: () => log.push(`${name} refresh`),
+  });
+
+  it("keeps the groups on the page (globalThis), shared by every copy of the bundle", () => {
+    const log = [];
+    const one = joinGroup("g-page", member(log, "one"), "normalized");
+    expect(globalThis[Symbol.for("dgviz.sync-groups.v1")].get("g-page")).toBe(one.group);
+    one.leave();
+    expect(globalThis[Symbol.for("dgviz.sync-groups.v1")].has("g-page")).toBe(false);
+  });
+
+  it("moves the other members, not the sender, and remembers the position", () => {
+    const log = [];
+    const one = joinGroup("g1", member(log, "one"), "normalized");
+    const two = joinGroup("g1", member(log, "two", b), "forward_passes"); // the group's mode wins
+    expect(two.mode).toBe("normalized");
+    expect(log).toEqual(["one refresh"]); // the shared axis may have grown
+    one.broadcast(0.5);
+    expect(log.at(-1)).toBe("two at 0.5");
+    expect(two.position).toBe(0.5);
+    expect(one.infos()).toEqual([a, b]);
+    two.setMode("forward_passes");
+    expect(log.slice(-2)).toEqual(["one mode forward_passes", "two mode forward_passes"]);
+    two.setMode("sideways"); // not a mode: ignored
+    expect(one.mode).toBe("forward_passes");
+    two.leave();
+    expect(one.size()).toBe(1);
+    one.leave();
+  });
+
+  it("starts a group in normalized mode when the mode is unknown", () => {
+    const g = joinGroup("g2", member([], "x"), "bogus");
+    expect(g.mode).toBe("normalized");
+    g.leave();
   });
 });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { advance, canvasBounds, fractionToStep, jumpCanvas, locate, stepBy, stepToFraction, toGlobal } from "../src/timeline.js";
+import {
+  advance, canvasBounds, clamp, fractionToStep, jumpCanvas, locate, stepBy, stepToFraction,
+} from "../src/timeline.js";
 
 const stepCanvas = [0, 0, 0, 1, 1, 2, 2, 2, 2];
 const bounds = canvasBounds(stepCanvas);
@@ -10,15 +12,15 @@ describe("global steps and canvases", () => {
     expect(canvasBounds([])).toEqual([]);
   });
 
-  it("maps global <-> (canvas, local) both ways", () => {
+  it("maps a global step to (canvas, local step)", () => {
     for (let s = 0; s < stepCanvas.length; s++) {
-      const { canvas, local } = locate(bounds, s);
+      const { canvas, local, lo } = locate(bounds, s);
       expect(canvas).toBe(stepCanvas[s]);
-      expect(toGlobal(bounds, canvas, local)).toBe(s);
+      expect(lo + local).toBe(s);
     }
     expect(locate(bounds, 4)).toEqual({ canvas: 1, local: 1, lo: 3, hi: 5, count: 2 });
-    expect(toGlobal(bounds, 1, 99)).toBe(4); // clamped into the canvas
     expect(() => locate(bounds, 9)).toThrow(RangeError);
+    expect(() => locate(bounds, -1)).toThrow(RangeError);
   });
 
   it("steps and jumps canvases like a player", () => {
@@ -37,6 +39,13 @@ describe("global steps and canvases", () => {
     expect(fractionToStep(0.5, 9)).toBe(4);
     expect(fractionToStep(-3, 9)).toBe(0);
     for (let s = 0; s < 9; s++) expect(fractionToStep(stepToFraction(s, 9), 9)).toBe(s);
+    expect(stepToFraction(0, 0)).toBe(0);
+  });
+
+  it("clamps", () => {
+    expect(clamp(5, 0, 3)).toBe(3);
+    expect(clamp(-1, 0, 3)).toBe(0);
+    expect(clamp(2, 0, 3)).toBe(2);
   });
 });
 

@@ -1,0 +1,119 @@
+// @ts-check
+// "Sampler at this step": the entropy-bound sampler's choice drawn as sorted entropy bars, the
+// accepted ones marked, against the running Σ − max and the bound. Fixed one-line rows and a
+// fixed-height chart: its height never changes from step to step.
+import { fmt, h, setAttr, setText, sizeCanvas } from "./dom.js";
+import { NEW } from "./colors.js";
+import { explainStep } from "./explain.js";
+/** @import { Chunk, Run } from "./types.js" */
+/** @import { Location } from "./timeline.js" */
+
+const HEIGHT = 120;
+
+/** @param {number | null | undefined} v */
+const finite = (v) => (typeof v === "number" && Number.isFinite(v) ? v : NaN);
+/** @param {unknown} v */
+const orDash = (v) => (v === null || v === undefined ? "\u2013" : String(v));
+
+export class Explainer {
+  /** @param {(pos: number) => void} onPick a bar was clicked: pin that position */
+  constructor(onPick) {
+    /** @type {number[]} positions in bar order */
+    this.order = [];
+    this.canvas = h("canvas",
+      { class: "dgv-exchart", title: "Click a bar to inspect that position" });
+    this.canvas.addEventListener("click", (e) => {
+      const box = this.canvas.getBoundingClientRect(); // a click: one read, before any write
+      const j = Math.floor(((e.clientX - box.left) / box.width) * this.order.length);
+      if (j >= 0 && j < this.order.length) onPick(this.order[j]);
+    });
+    // two-line boxes: they wrap in a narrow panel, but never grow (the rest is in their title)
+    this.counts = h("div", { class: "dgv-lines2 dgv-kv" });
+    this.stop = h("div", { class: "dgv-lines2 dgv-kv" });
+    this.el = h("div", { class: "dgv-explainer" },
+      h("div", { class: "dgv-line dgv-sub" }, "Sampler at this step"), this.counts, this.canvas,
+      h("div", { class: "dgv-legend-small" }, "bars: entropy of each position, " +
+        "lowest first; orange band: accepted \u00b7 line: \u03a3 entropy \u2212 max \u00b7 " +
+        "dashed: bound"),
+      this.stop);
+  }
+
+  /**
+   * @param {Run} run @param {Chunk} chunk @param {Location} loc @param {number} step global step
+   * @param {number | null} pinned @param {number} width chart width
+   */
+  render(run, chunk, loc, step, pinned, width) {
+    const L = chunk.L, local = loc.local;
+    const s = run.info.settings || {};
+    const bound = finite(s.entropy_bound);
+    const ent = chunk.entropy.subarray(local * L, (local + 1) * L);
+    const acc = chunk.accepted ? chunk.accepted.subarray(local * L, (local + 1) * L)
+      : chunk.state.subarray(local * L, (local + 1) * L).map((v) => (v === 1 || v === 2 ? 1 : 0));
+    const ex = explainStep(ent, acc, bound);
+    this.order = ex.order;
+    /** @param {HTMLElement} el @param {string} text */
+    const put = (el, text) => { setText(el, text); setAttr(el, "title", text); };
+    const rule = Number.isFinite(bound)
+      ? `${ex.withinBound} lowest-entropy positions satisfy \u03a3H \u2212 max H \u2264 ` +
+        `bound ${bound}`
+      : "no entropy bound recorded";
+    put(this.counts, `${s.sampler || "sampler"}: accepted ${ex.nAccepted} of ${L} \u00b7 ${rule} ` +
+      `\u00b7 temperature ${fmt(run.a.temperature[step], 3)}`);
+    const fired = run.a.stop[step] ? "fired after this step (canvas done)" : "not fired";
+    put(this.stop, `Stop criterion: ${fired}` +
+      `${run.a.active[step] ? "" : " \u00b7 row already finished"} \u00b7 ` +
+      "steps left in the budget: " +
+      `${run.a.step_remaining[step]} of ${orDash(s.max_denoising_steps)}, this one included ` +
+      "\u00b7 " +
+      `stability threshold ${orDash(s.stability_threshold)} \u00b7 ` +
+      `confidence threshold ${orDash(s.confidence_threshold)}`);
+
+    const w = width, hgt = HEIGHT;
+    const ctx = sizeCanvas(this.canvas, w, hgt);
+    let max = 1e-9;
+    for (let j = 0; j < L; j++) max = Math.max(max, ex.sorted[j]);
+    const bw = w / L;
+    // a 5 px band under the bars marks accepted positions (near-zero bars vanish)
+    const base = hgt - 7;
+    /** @param {number} v */
+    const yE = (v) => base - (v / max) * (base - 14);
+    for (const accepted of [0, 1]) { // one path per colour: setting fillStyle per bar is slow
+      ctx.fillStyle = accepted ? run.palette.states[NEW] : "#C8C8C8";
+      ctx.beginPath();
+      for (let j = 0; j < L; j++) {
+        if (ex.acceptedSorted[j] !== accepted) continue;
+        const y = yE(ex.sorted[j]);
+        const x = j * bw + (bw > 3 ? 0.5 : 0), bwi = Math.max(1, bw - (bw > 3 ? 1 : 0));
+        ctx.rect(x, y, bwi, base - y);
+        ctx.rect(x, hgt - 5, bwi, 5);
+      }
+      ctx.fill();
+    }
+    // criterion (sum - max) on its own scale, clipped to 3x bound so the bound stays visible
+    const cMax = Number.isFinite(bound) && bound > 0 ? Math.max(bound * 3, 1e-9)
+      : Math.max(ex.criterion[L - 1], 1e-9);
+    /** @param {number} v */
+    const yC = (v) => base - (Math.min(v, cMax) / cMax) * (base - 14);
+    ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5; ctx.beginPath();
+    for (let j = 0; j < L; j++) {
+      const x = (j + 0.5) * bw;
+      if (j) ctx.lineTo(x, yC(ex.criterion[j])); else ctx.moveTo(x, yC(ex.criterion[j]));
+    }
+    ctx.stroke();
+    if (Number.isFinite(bound)) {
+      ctx.setLineDash([4, 3]); ctx.strokeStyle = "#D55E00"; ctx.beginPath();
+      ctx.moveTo(0, yC(bound)); ctx.lineTo(w, yC(bound)); ctx.stroke(); ctx.setLineDash([]);
+    }
+    ctx.font = "10px sans-serif"; ctx.fillStyle = "#555"; ctx.textAlign = "left";
+    ctx.fillText(`entropy (max ${fmt(max, 2)} nats)`, 3, 9);
+    ctx.textAlign = "right";
+    ctx.fillText(Number.isFinite(bound) ? "\u03a3H\u2212max, clipped at 3\u00d7 bound"
+      : "\u03a3H\u2212max", w - 3, 9);
+    if (pinned !== null) {
+      const j = ex.order.indexOf(pinned);
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(j * bw + 0.5, 0.5, Math.max(1, bw - 1), hgt - 1);
+    }
+  }
+}
