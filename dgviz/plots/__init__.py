@@ -26,25 +26,19 @@ of a `dgviz.comparison.Comparison`), ``export`` (`all_figures`, `save_figure`) a
 (`canvas_gif`). Importing this package needs numpy and plotly only: no torch, no Pillow.
 """
 
-from .explainer import _explainer_step as _explainer_step  # scripts/render_gallery.py
+# The API reference lists the functions in this order: by family, as the gallery shows them.
+# isort: off
+from .steps import (
+    confidence_heatmap, entropy_heatmap, lock_in_map, convergence_curve, accepted_per_step,
+)
 from .explainer import sampler_explainer
+from .routing import (
+    expert_weights, expert_load, expert_churn, router_entropy, expert_map, encoder_routing,
+)
 from .export import all_figures, save_figure
 from .gif import canvas_gif
-from .routing import (
-    encoder_routing,
-    expert_churn,
-    expert_load,
-    expert_map,
-    expert_weights,
-    router_entropy,
-)
-from .steps import (
-    accepted_per_step,
-    confidence_heatmap,
-    convergence_curve,
-    entropy_heatmap,
-    lock_in_map,
-)
+from .explainer import _explainer_step as _explainer_step  # scripts/render_gallery.py
+# isort: on
 
 __all__ = [
     "MAX_CELLS",
