@@ -27,9 +27,7 @@ from dgviz.testing import tiny_model
 
 def schedules():
     import diffusers
-    from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
-        EntropyBoundSamplerConfig,
-    )
+    from transformers import EntropyBoundSamplerConfig
 
     no_stop = {"stability_threshold": None, "confidence_threshold": None}
     return {

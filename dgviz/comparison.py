@@ -312,11 +312,11 @@ class Comparison:
         return self
 
     # ------------------------------------------------------------------ view
-    def widget(self, *, runs: Sequence[int] | None = None, mode: str = "normalized",
+    def widget(self, *, runs: Sequence[int] | None = None, sync_mode: str = "normalized",
                max_runs: int = 12):
         """The runs' canvases replayed together: one compact `dgviz.Timeline` per run, synced.
 
-        Moving any run's slider (or playing it) moves all of them: ``mode="normalized"`` puts
+        Moving any run's slider (or playing it) moves all of them: ``sync_mode="normalized"`` puts
         each run at the same share (0..1) of its steps; ``"forward_passes"`` at the same number
         of decoder forward passes (a run that finished shows its output). Switch in the view.
         The summary table (numbers only) is shown below. ``runs`` picks runs by index
@@ -327,19 +327,22 @@ class Comparison:
         from .widget import synced
 
         chosen = self._chosen(runs, max_runs)
-        view = synced([self.runs[i].trace for i in chosen], self._view_labels(chosen), mode=mode)
+        view = synced([self.runs[i].trace for i in chosen], self._view_labels(chosen),
+                      sync_mode=sync_mode)
         table = self.summary.drop(columns=["text"]).iloc[chosen]
         # pandas escapes cell text; the table holds labels and numbers, no model text
         return w.VBox([view, w.HTML(table.to_html(index=False, float_format="{:.3g}".format))])
 
     def to_html(self, path: str | Path, *, runs: Sequence[int] | None = None,
-                mode: str = "normalized", title: str = "dgviz: schedules compared") -> Path:
+                sync_mode: str = "normalized",
+                title: str = "dgviz: schedules compared") -> Path:
         """Write the synced view as one self-contained HTML file (no kernel, no network)."""
         from .html import traces_to_html
 
         chosen = self._chosen(runs, len(self.runs))
         return traces_to_html([self.runs[i].trace for i in chosen], path,
-                              labels=self._view_labels(chosen), mode=mode, title=title)
+                              labels=self._view_labels(chosen), sync_mode=sync_mode,
+                              title=title)
 
     def _chosen(self, runs: Sequence[int] | None, limit: int) -> list[int]:
         if not self.runs:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from . import _codec
+from .payload import STATIC, SYNC_MODES, canvas_payload, chunk_bytes, run_payload, token_payload
 from .trace import Trace
-from .widget import STATIC, canvas_payload, chunk_bytes, run_payload, token_payload
 
 DEFAULT_MAX_BYTES = 64_000_000
 
@@ -71,7 +71,7 @@ def _script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def payload(trace: Trace, *, row: int = 0, step: int = 0, routing: bool = True,
+def page_state(trace: Trace, *, row: int = 0, step: int = 0, routing: bool = True,
             sync: str | None = None, sync_mode: str = "normalized", compact: bool = False,
             label: str | None = None) -> dict[str, Any]:
     """The model state the page starts from (all canvases; arrays as base64)."""
@@ -98,10 +98,9 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
     warning) when the canvas data would exceed ``max_bytes``; a trace too large even without it
     raises ``ValueError`` (export a single row, or fewer steps, instead).
     """
-    if not 0 <= row < trace.batch_size:
-        raise IndexError(f"row {row} out of range: this trace has {trace.batch_size} row(s).")
+    trace.check_row(row)
     routing = _fit_routing(trace, routing, max_bytes)
-    state = payload(trace, row=row, step=step, routing=routing)
+    state = page_state(trace, row=row, step=step, routing=routing)
     prompt = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
     page_title = title if title is not None else f"dgviz · {' '.join(prompt.split())[:80]}"
     return _write_page(path, [state], page_title)
@@ -109,17 +108,15 @@ def trace_to_html(trace: Trace, path: str | Path, *, row: int = 0, step: int = 0
 
 def traces_to_html(traces: Sequence[Trace], path: str | Path, *,
                    labels: Sequence[str] | None = None, sync: bool = True, compact: bool = True,
-                   mode: str = "normalized", row: int = 0, routing: bool = True,
+                   sync_mode: str = "normalized", row: int = 0, routing: bool = True,
                    max_bytes: int = DEFAULT_MAX_BYTES, title: str | None = None) -> Path:
     """Write one offline HTML page with a Timeline per trace, stacked; returns the path.
 
-    With ``sync`` the views scrub and play together (``mode``: ``"normalized"`` or
+    With ``sync`` the views scrub and play together (``sync_mode``: ``"normalized"`` or
     ``"forward_passes"``, switchable on the page); ``compact`` shows only each run's header,
     controls, legend and canvas. ``labels`` name the runs (default ``"run 1"``, …). The bundle
     is embedded once; ``max_bytes`` applies to each trace (see `trace_to_html`).
     """
-    from .widget import SYNC_MODES
-
     traces = list(traces)
     if not traces:
         raise ValueError("traces_to_html needs at least one trace.")
@@ -128,14 +125,13 @@ def traces_to_html(traces: Sequence[Trace], path: str | Path, *,
     labels = [f"run {i + 1}" for i in range(len(traces))] if labels is None else list(labels)
     if len(labels) != len(traces):
         raise ValueError(f"{len(labels)} labels for {len(traces)} traces.")
-    if mode not in SYNC_MODES:
-        raise ValueError(f"mode must be one of {SYNC_MODES} (got {mode!r}).")
+    if sync_mode not in SYNC_MODES:
+        raise ValueError(f"sync_mode must be one of {SYNC_MODES} (got {sync_mode!r}).")
     states = []
     for trace, label in zip(traces, labels, strict=True):
-        if not 0 <= row < trace.batch_size:
-            raise IndexError(f"row {row} out of range: a trace has {trace.batch_size} row(s).")
-        states.append(payload(trace, row=row, routing=_fit_routing(trace, routing, max_bytes),
-                              sync="page" if sync else None, sync_mode=mode, compact=compact,
+        trace.check_row(row)
+        states.append(page_state(trace, row=row, routing=_fit_routing(trace, routing, max_bytes),
+                              sync="page" if sync else None, sync_mode=sync_mode, compact=compact,
                               label=str(label)))
     page_title = title if title is not None else f"dgviz · {len(traces)} runs"
     return _write_page(path, states, page_title)
@@ -188,4 +184,4 @@ def _write_page(path: str | Path, states: list[dict[str, Any]], page_title: str)
     return path
 
 
-__all__ = ["payload", "trace_to_html", "traces_to_html"]
+__all__ = ["page_state", "trace_to_html", "traces_to_html"]

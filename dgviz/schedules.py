@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from .recording.samplers import CommitSampler
 
 __all__ = [
     "CosineSampler",
@@ -40,81 +40,8 @@ __all__ = [
     "presets",
 ]
 
-KINDS = ("transformers", "sampler", "diffusers")
-
-
 # ============================================================================ custom samplers
-def _entropy_bound_sampler_class():
-    from transformers.models.diffusion_gemma.generation_diffusion_gemma import EntropyBoundSampler
-
-    return EntropyBoundSampler
-
-
-class _CommitSampler:
-    """Commit-by-entropy rule: after step ``i`` of a canvas, ``budget(i)`` positions are committed.
-
-    Each step it keeps every position committed earlier (with the token it was committed with)
-    and commits the lowest-entropy uncommitted positions until ``budget(i)`` are committed; the
-    rest is re-noised with uniform random tokens, exactly as transformers' `EntropyBoundSampler`
-    does (this class reuses its ``initialize_canvas`` and ``renoise_canvas``). Unlike the
-    entropy-bound rule, commits are never taken back. The generate loop still ends a canvas at
-    ``max_denoising_steps`` or when its adaptive stop fires, and its output is the last argmax
-    draft, as with the default sampler.
-    """
-
-    name = "commit"
-
-    def __init__(self, generation_config: Any, model: Any):
-        cfg = model.config
-        self.canvas_length = int(cfg.canvas_length)
-        self.vocab_size = int(cfg.get_text_config(decoder=True).vocab_size)
-        self.max_denoising_steps = int(generation_config.max_denoising_steps)
-        self.accepted_token_mask: torch.Tensor | None = None
-        self._committed: torch.Tensor | None = None
-        self._step = 0
-
-    # the EntropyBoundSampler interface -----------------------------------------------------
-    def initialize_canvas(self, batch_size: int, device: torch.device) -> torch.LongTensor:
-        """A fresh canvas of uniform random tokens; called at the start of every canvas."""
-        self._committed = None
-        self._step = 0
-        return torch.randint(0, self.vocab_size, (batch_size, self.canvas_length), device=device)
-
-    def accept_canvas(self, current_canvas, denoiser_canvas, logits, cur_step):
-        self._step += 1
-        batch, length = current_canvas.shape
-        committed = self._committed
-        if committed is None or committed.shape != (batch, length):
-            committed = torch.zeros((batch, length), dtype=torch.bool, device=current_canvas.device)
-        entropy = torch.distributions.Categorical(logits=logits.float()).entropy()
-        want = min(length, max(0, int(self.budget(self._step))))
-        # committed positions sort last; uncommitted ones by entropy, lowest first
-        order = torch.where(committed, torch.full_like(entropy, math.inf), entropy)
-        idx = order.argsort(dim=-1, stable=True)
-        rank = torch.empty_like(idx)
-        rank.scatter_(-1, idx, torch.arange(length, device=idx.device).expand(batch, length))
-        room = (want - committed.sum(-1, keepdim=True)).clamp(min=0)
-        newly = (rank < room) & ~committed
-        accepted = torch.where(newly, denoiser_canvas, current_canvas)
-        self._committed = committed | newly
-        self.accepted_token_mask = self._committed.clone()
-        return accepted
-
-    def renoise_canvas(self, accepted_canvas, cur_step):
-        noise = torch.randint(0, self.vocab_size, accepted_canvas.shape,
-                              device=accepted_canvas.device)
-        return torch.where(self.accepted_token_mask, accepted_canvas, noise)
-
-    # the rule ----------------------------------------------------------------------------
-    def budget(self, step: int) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def describe(self) -> dict[str, Any]:
-        """Settings recorded in ``Trace.settings`` (the entropy bound does not apply)."""
-        return {"acceptance": self.name, "entropy_bound": None}
-
-
-class FixedRateSampler(_CommitSampler):
+class FixedRateSampler(CommitSampler):
     """Commit a fixed number of tokens per step: ``tokens_per_step`` lowest-entropy positions.
 
     After step ``i`` of a canvas, ``min(L, tokens_per_step * i)`` positions are committed, so a
@@ -145,7 +72,7 @@ class FixedRateSampler(_CommitSampler):
         return _Factory(cls, tokens_per_step=tokens_per_step)
 
 
-class CosineSampler(_CommitSampler):
+class CosineSampler(CommitSampler):
     """Commit on a cosine schedule (MaskGIT's): few tokens first, most at the end.
 
     After step ``i`` of ``N = max_denoising_steps``, ``ceil(L * (1 - cos(pi/2 * i/N)))``
@@ -251,9 +178,7 @@ class Schedule:
         if steps is not None:
             kw["max_denoising_steps"] = steps
         if entropy_bound is not None:
-            from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
-                EntropyBoundSamplerConfig,
-            )
+            from transformers import EntropyBoundSamplerConfig
 
             kw["sampler_config"] = EntropyBoundSamplerConfig(entropy_bound=float(entropy_bound))
         if t_min is not None:
@@ -361,7 +286,7 @@ class Schedule:
         model and processor are used). ``max_new_tokens`` applies unless the schedule sets its
         own length (``gen_length`` for diffusers).
         """
-        from .record import record
+        from .recording import record
 
         model, tokenizer = _unwrap(model, tokenizer)
         kw = dict(self.kwargs)
@@ -461,9 +386,7 @@ def as_schedule(name: str, value: Any) -> Schedule:
             return Schedule.diffusers(name, scheduler, description=description, **kw)
         bound = kw.pop("entropy_bound", None)
         if bound is not None:
-            from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
-                EntropyBoundSamplerConfig,
-            )
+            from transformers import EntropyBoundSamplerConfig
 
             kw["sampler_config"] = EntropyBoundSamplerConfig(entropy_bound=float(bound))
         return Schedule(name=name, kwargs=kw, sampler=sampler, description=description)

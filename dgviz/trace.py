@@ -321,18 +321,27 @@ class Trace:
         end (from `lock_in` on), whether or not the sampler accepted it. Steps where a row was no
         longer active repeat its last active state.
         """
+        return self._states(in_progress=None)
+
+    def states_in_progress(self, canvas: int | None) -> np.ndarray:
+        """`states` while ``canvas`` is still being generated (a live view): none of its
+        positions is FINAL yet, since its final tokens are not known."""
+        return self.states if canvas is None else self._states(in_progress=canvas)
+
+    def _states(self, in_progress: int | None) -> np.ndarray:
         out = np.zeros(self.accepted.shape, dtype=np.uint8)
         for c, (lo, hi) in enumerate(self.canvas_bounds):
             acc = self.accepted[:, lo:hi]
             prev = np.zeros_like(acc)
             prev[:, 1:] = acc[:, :-1]
             state = np.where(acc, np.where(prev, KEPT, NEW), RENOISED).astype(np.uint8)
-            steps = np.arange(lo, hi)[None, :, None]
-            state[steps >= self.lock_in[:, c][:, None, :]] = FINAL
+            if c != in_progress:
+                steps = np.arange(lo, hi)[None, :, None]
+                state[steps >= self.lock_in[:, c][:, None, :]] = FINAL
+                for b in range(self.batch_size):  # inactive tail: freeze the last active state
+                    last = self.last_active_step[b, c] - lo
+                    state[b, last + 1:] = state[b, last]
             out[:, lo:hi] = state
-            for b in range(self.batch_size):  # inactive tail: freeze the last active state
-                last = self.last_active_step[b, c]
-                out[b, last + 1 : hi] = out[b, last]
         return out
 
     def sampler_explainer(self, step: int, row: int = 0) -> dict[str, np.ndarray | float]:

@@ -14,7 +14,6 @@ hover and the playhead live in JS only; a click on a token is sent back as `Time
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import traceback
@@ -22,182 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import anywidget
-import numpy as np
 import traitlets
 
-from . import _codec, palette
-from .trace import KEPT, NEW, RENOISED, Trace
+from . import _codec
+from .payload import STATIC, SYNC_MODES, canvas_payload, chunk_bytes, run_payload, token_payload
+from .trace import Trace
 
-STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_BYTES = 16_000_000  # per widget, in the browser; Colab drops much larger comms
-SYNC_MODES = ("normalized", "forward_passes")
-
-# Per canvas chunk: (field, dtype policy). "id" means the narrowest dtype for the trace's ids.
-_CHUNK_FIELDS = (
-    ("canvas_in", "id"), ("sampled", "id"), ("draft", "id"), ("state", "uint8"),
-    ("accepted", "uint8"), ("confidence", "float32"), ("entropy", "float32"),
-    ("topk_ids", "id"), ("topk_probs", "float16"),
-)
-
-
-# ---------------------------------------------------------------------------- payloads
-def _id_dtype(trace: Trace) -> str:
-    arrays = (trace.canvas_in, trace.sampled, trace.draft, trace.topk_ids, trace.prompt_ids,
-              trace.output_ids)
-    top = max((int(a.max()) for a in arrays if a.size), default=0)
-    top = max(top, int(trace.meta.get("model", {}).get("vocab_size", 0) or 0) - 1)
-    return _codec.id_dtype(top)
-
-
-def _expert_dtype(trace: Trace) -> str:
-    experts = trace.num_experts or (int(trace.expert_ids.max()) + 1 if trace.expert_ids.size else 1)
-    return "uint8" if experts <= 255 else "int16"
-
-
-def chunk_bytes(trace: Trace, canvas: int, routing: bool = True) -> int:
-    """Bytes of one canvas's chunk on the wire (without building it)."""
-    n = int((trace.step_canvas == canvas).sum())
-    ids = _id_dtype(trace)
-    per_step = 0
-    for name, policy in _CHUNK_FIELDS:
-        tail = trace.topk_ids.shape[3] if name.startswith("topk") else 1
-        itemsize = np.dtype(ids if policy == "id" else policy).itemsize
-        per_step += trace.canvas_length * tail * itemsize
-    if routing and trace.has_routing:
-        _, _, layers, length, k = trace.expert_ids.shape
-        per_step += layers * length * k * np.dtype(_expert_dtype(trace)).itemsize
-        per_step += layers * length * k * 2 + layers * length * 2
-    return n * per_step
-
-
-def canvas_payload(trace: Trace, row: int, canvas: int, *, routing: bool = True,
-                   states: np.ndarray | None = None, version: int = 0) -> dict[str, Any]:
-    """One canvas's steps for the front end: ``{canvas, lo, version, <encoded arrays>}``.
-
-    Arrays are ``[n, L]`` (``topk_*`` ``[n, L, K]``; ``expert_*`` ``[n, N, L, k]``,
-    ``router_entropy`` ``[n, N, L]``) for the ``n`` steps of the canvas.
-    """
-    steps = np.flatnonzero(trace.step_canvas == canvas)
-    lo, hi = int(steps[0]), int(steps[-1]) + 1
-    ids = _id_dtype(trace)
-    state = (trace.states if states is None else states)[row, lo:hi]
-    source = {"state": state, "accepted": trace.accepted[row, lo:hi]}
-    out: dict[str, Any] = {"canvas": int(canvas), "lo": lo, "version": int(version)}
-    for name, policy in _CHUNK_FIELDS:
-        value = source[name] if name in source else getattr(trace, name)[row, lo:hi]
-        out[name] = _codec.encode(value, ids if policy == "id" else policy)
-    if routing and trace.has_routing:
-        out["expert_ids"] = _codec.encode(trace.expert_ids[row, lo:hi], _expert_dtype(trace))
-        out["expert_weights"] = _codec.encode(trace.expert_weights[row, lo:hi], "float16")
-        out["router_entropy"] = _codec.encode(trace.router_entropy[row, lo:hi], "float16")
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return repr(value)
-
-
-def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dict | None = None,
-                live: bool = False, in_progress: int | None = None) -> dict[str, Any]:
-    """The small whole-run part: per-step arrays, per-canvas summaries, token text, facts.
-
-    ``in_progress`` names a canvas still being generated (live mode): its lock-in and final
-    tokens are not known yet (sent as -1 and the current draft).
-    """
-    ids = _id_dtype(trace)
-    c, length = trace.num_canvases, trace.canvas_length
-    lock_in = trace.lock_in[row].copy() if trace.num_steps else np.zeros((0, length), np.int32)
-    final = trace.final_tokens[row].copy() if trace.num_steps else np.zeros((0, length), np.int32)
-    first = trace.first_accepted[row] if trace.num_steps else np.zeros((0, length), np.int32)
-    flips = trace.flips[row] if trace.num_steps else np.zeros((0, length), np.int32)
-    if in_progress is not None and 0 <= in_progress < c:
-        lock_in[in_progress] = -1
-    routed = trace.has_routing and (transport or {}).get("routing", True)
-    settings = trace.settings
-    model = trace.meta.get("model", {})
-    prompt_text = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
-    text = trace.text[row] if row < len(trace.text) else ""
-    return {
-        "version": 1,
-        "shape": {
-            "steps": trace.num_steps, "length": length, "canvases": c,
-            "topk": int(trace.topk_ids.shape[3]),
-            "layers": int(trace.expert_ids.shape[2]) if routed else 0,
-            "k": int(trace.expert_ids.shape[4]) if routed else 0,
-            "experts": int(trace.num_experts or (int(trace.expert_ids.max()) + 1)) if routed else 0,
-        },
-        "arrays": {
-            "step_canvas": _codec.encode(trace.step_canvas, "int32"),
-            "step_remaining": _codec.encode(trace.step_remaining, "int32"),
-            "temperature": _codec.encode(trace.temperature, "float32"),
-            "step_seconds": _codec.encode(trace.step_seconds, "float32"),
-            "active": _codec.encode(trace.active[row], "uint8"),
-            "stop": _codec.encode(trace.stop[row], "uint8"),
-            "prompt_ids": _codec.encode(trace.prompt_ids[row], ids),
-            "final_tokens": _codec.encode(final, ids),
-            "lock_in": _codec.encode(lock_in, "int32"),
-            "first_accepted": _codec.encode(first, "int32"),
-            "flips": _codec.encode(flips, "int32"),
-        },
-        "info": _jsonable({
-            "settings": settings,
-            "model_name": model.get("name_or_path") or model.get("class") or "",
-            "complete": trace.complete,
-            "live": live,
-            "prompt_text": prompt_text,
-            "text": text,
-            "row": row,
-            "batch_size": trace.batch_size,
-            "pad_token_id": settings.get("pad_token_id"),
-            "versions": trace.meta.get("versions", {}),
-        }),
-        "palette": palette.as_dict(),
-        "transport": transport or {},
-        "initial_step": int(initial_step),
-    }
-
-
-def token_payload(trace: Trace, row: int, start: int = 0, stop: int | None = None,
-                  *, context: bool = True) -> dict[str, str]:
-    """``{str(id): text}`` for the ids that global steps ``start:stop`` of ``row`` show.
-
-    With ``context``, also the prompt's ids and the final tokens of the canvases finished before
-    ``stop``. Token text is JSON (strings); it is the one non-binary part that grows with a run.
-    """
-    sl = slice(start, stop)
-    parts = [trace.canvas_in[row, sl], trace.sampled[row, sl], trace.draft[row, sl],
-             trace.topk_ids[row, sl]]
-    if context:
-        parts.append(trace.prompt_ids[row])
-        if trace.num_steps:
-            done = trace.step_canvas[: trace.num_steps if stop is None else stop]
-            parts.append(trace.final_tokens[row, : int(done.max()) + 1 if done.size else 0])
-    ids = np.unique(np.concatenate([p.ravel() for p in parts])) if parts else []
-    text = trace.token_text
-    return {str(int(i)): text[int(i)] for i in ids if int(i) in text}
-
-
-def _live_states(trace: Trace, in_progress: int | None) -> np.ndarray:
-    """States of a partial trace: no position of the canvas in progress is FINAL yet."""
-    states = trace.states.copy()
-    if in_progress is None:
-        return states
-    steps = trace.step_canvas == in_progress
-    acc = trace.accepted[:, steps]
-    prev = np.zeros_like(acc)
-    prev[:, 1:] = acc[:, :-1]
-    states[:, steps] = np.where(acc, np.where(prev, KEPT, NEW), RENOISED).astype(np.uint8)
-    return states
 
 
 # ---------------------------------------------------------------------------- the widget
@@ -207,7 +37,7 @@ class Timeline(anywidget.AnyWidget):
     Parameters
     ----------
     trace:
-        The `Trace` to show (``None`` for an empty widget to fill with `run`).
+        The `Trace` to show (``None`` for an empty widget to fill with `record`).
     row:
         Which batch row to show.
     step:
@@ -273,7 +103,7 @@ class Timeline(anywidget.AnyWidget):
         self._max_bytes = max_bytes
         self._routing = bool(routing)
         self._trace: Trace | None = None
-        self._states: np.ndarray | None = None
+        self._states: Any = None  # the states shown (a live run has no FINAL in progress)
         self._in_progress: int | None = None
         self._loaded: list[int] = []  # canvases in _chunks, least recently requested first
         self._version = 0
@@ -284,9 +114,7 @@ class Timeline(anywidget.AnyWidget):
         """The exception that ended a live run, if any."""
         self.on_msg(self._on_msg)
         if trace is not None:
-            if not 0 <= self._row < trace.batch_size:
-                raise IndexError(
-                    f"row {row} out of range: this trace has {trace.batch_size} row(s).")
+            trace.check_row(self._row)
             self._show(trace)
 
     def __repr__(self) -> str:  # never serialize big traits for a repr
@@ -319,7 +147,7 @@ class Timeline(anywidget.AnyWidget):
         with self._lock:
             self._trace = trace
             self._in_progress = in_progress
-            self._states = _live_states(trace, in_progress) if live else trace.states
+            self._states = trace.states_in_progress(in_progress) if live else trace.states
             transport = self._transport(trace)
             step = self._initial_step
             if trace.num_steps:
@@ -342,7 +170,7 @@ class Timeline(anywidget.AnyWidget):
             else:
                 # the canvas in progress brings its own token text, so the (growing) table of
                 # earlier canvases is sent once per canvas, not at every step
-                lo = int(np.flatnonzero(trace.step_canvas == in_progress)[0])
+                lo = int(trace.canvas_bounds[in_progress, 0])
                 tokens = token_payload(trace, self._row, 0, lo)
                 extra = token_payload(trace, self._row, lo, context=False)
                 live_chunk["token_text"] = {k: v for k, v in extra.items() if k not in tokens}
@@ -388,8 +216,8 @@ class Timeline(anywidget.AnyWidget):
             self.stop()
 
     # ------------------------------------------------------------------ live runs
-    def run(self, model: Any, tokenizer: Any, prompt: Any, *, interval: float = 0.1,
-            **record_kwargs: Any) -> Timeline:
+    def record(self, model: Any, tokenizer: Any, prompt: Any, *, interval: float = 0.1,
+               **record_kwargs: Any) -> Timeline:
         """Record ``model`` on ``prompt`` in a background thread, filling this widget as it goes.
 
         ``record_kwargs`` go to `dgviz.record` (``seed``, ``max_new_tokens``, …). The widget is
@@ -399,7 +227,7 @@ class Timeline(anywidget.AnyWidget):
         """
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("This widget is already recording a run; wait() or stop() first.")
-        from .record import StepEvent, record
+        from .recording import StepEvent, record
 
         self._stop.clear()
         self.exception = None
@@ -479,12 +307,12 @@ def _check_sync(sync: Any, sync_mode: Any) -> None:
         raise ValueError(f"sync_mode must be one of {SYNC_MODES} (got {sync_mode!r}).")
 
 
-def synced(traces: Any, labels: Any = None, *, mode: str = "normalized", compact: bool = True,
-           group: str | None = None, row: int = 0) -> Any:
+def synced(traces: Any, labels: Any = None, *, sync_mode: str = "normalized",
+           compact: bool = True, group: str | None = None, row: int = 0) -> Any:
     """Stacked Timelines of several runs that scrub and play together: an ``ipywidgets.VBox``.
 
     ``traces`` is a sequence of `Trace` (e.g. one per schedule); ``labels`` names them in each
-    header (default ``"run 1"``, ``"run 2"``, …). ``mode`` is the initial `Timeline.sync_mode`
+    header (default ``"run 1"``, ``"run 2"``, …). ``sync_mode`` is the initial `Timeline.sync_mode`
     (switchable in the widget). ``group`` defaults to a fresh name, so two stacks do not move
     each other. ``row`` is the batch row shown for every trace.
     """
@@ -498,9 +326,9 @@ def synced(traces: Any, labels: Any = None, *, mode: str = "normalized", compact
     labels = [f"run {i + 1}" for i in range(len(traces))] if labels is None else list(labels)
     if len(labels) != len(traces):
         raise ValueError(f"{len(labels)} labels for {len(traces)} traces.")
-    _check_sync(group, mode)
+    _check_sync(group, sync_mode)
     group = group or f"dgviz-{uuid.uuid4().hex[:12]}"
-    views = [Timeline(t, row=row, sync=group, sync_mode=mode, compact=compact,
+    views = [Timeline(t, row=row, sync=group, sync_mode=sync_mode, compact=compact,
                       label=None if lab is None else str(lab))
              for t, lab in zip(traces, labels, strict=True)]
     return ipywidgets.VBox(views)
@@ -525,8 +353,7 @@ def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, interval: flo
         display(widget)
     except ImportError:  # pragma: no cover - IPython ships with ipywidgets
         pass
-    return widget.run(model, tokenizer, prompt, interval=interval, **record_kwargs)
+    return widget.record(model, tokenizer, prompt, interval=interval, **record_kwargs)
 
 
-__all__ = ["SYNC_MODES", "Timeline", "canvas_payload", "chunk_bytes", "run_payload", "show",
-           "synced"]
+__all__ = ["Timeline", "show", "synced"]

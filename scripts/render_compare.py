@@ -59,7 +59,7 @@ def screenshot_view(comparison, path: Path, passes: int, width: int) -> None:
 
     seed0 = [i for i, run in enumerate(comparison) if run.seed == 0]
     html = comparison.to_html(Path(tempfile.mkdtemp()) / "compare.html", runs=seed0,
-                              mode="forward_passes")
+                              sync_mode="forward_passes")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": width, "height": 400}, device_scale_factor=1.5)

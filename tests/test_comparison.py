@@ -383,7 +383,7 @@ def test_widget_stacks_one_synced_timeline_per_run():
     from dgviz.widget import Timeline
 
     comp = compare({"a": hand_trace(), "b": hand_trace(outputs=(0,) * 6)})
-    box = comp.widget(mode="forward_passes")
+    box = comp.widget(sync_mode="forward_passes")
     view, table = box.children
     timelines = [c for c in view.children if isinstance(c, Timeline)]
     assert len(timelines) == 2

@@ -52,7 +52,7 @@ def test_docs_build_strict(site):
 
 def test_api_reference_has_the_public_names(site):
     html = (site / "api" / "index.html").read_text()
-    for anchor in ("dgviz.record.record", "dgviz.Trace", "dgviz.Trace.lock_in",
+    for anchor in ("dgviz.recording.record", "dgviz.Trace", "dgviz.Trace.lock_in",
                    "dgviz.Trace.sampler_explainer", "dgviz.load_trace", "dgviz.Timeline",
                    "dgviz.show", "dgviz.plots.confidence_heatmap", "dgviz.plots.expert_map",
                    "dgviz.demo_model", "dgviz.demo.sudoku.SudokuTask.score"):

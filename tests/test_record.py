@@ -127,9 +127,7 @@ def test_entropy_bound_rule_reproduced(tiny):
 
 
 def _bound(value):
-    from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
-        EntropyBoundSamplerConfig,
-    )
+    from transformers import EntropyBoundSamplerConfig
 
     return EntropyBoundSamplerConfig(entropy_bound=value)
 

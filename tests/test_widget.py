@@ -14,8 +14,9 @@ from ipywidgets.widgets.widget import _remove_buffers
 import dgviz
 from dgviz import _codec
 from dgviz.html import trace_to_html
+from dgviz.payload import canvas_payload, chunk_bytes
 from dgviz.trace import FINAL, NEW, Trace
-from dgviz.widget import Timeline, canvas_payload, chunk_bytes, show
+from dgviz.widget import Timeline, show
 
 XSS = "<img src=x onerror=window.__pwned=1>"
 BREAKOUT = "</script><script>window.__pwned=2</script>"
@@ -169,7 +170,7 @@ def test_trace_displays_as_the_widget(tiny_trace):
 
 
 def test_the_bundle_is_committed_and_is_an_esm_module():
-    from dgviz.widget import STATIC
+    from dgviz.payload import STATIC
 
     js = (STATIC / "widget.js").read_text()
     assert "export" in js
@@ -227,7 +228,7 @@ def test_live_updates_arrive_while_the_model_generates(tiny):
                         missing.extend(ids - known)
 
     w.observe(watch, names=["_run"])
-    w.run(model, tok, "the cat sat", interval=0.0, seed=0, max_new_tokens=32,
+    w.record(model, tok, "the cat sat", interval=0.0, seed=0, max_new_tokens=32,
           max_denoising_steps=5)
     w.wait(timeout=120)
     live = [s for s in seen if s[1]]
@@ -263,7 +264,7 @@ def test_live_run_can_be_stopped(tiny):
             w.stop()
 
     w.observe(stop_at_step_two, names=["status"])
-    w.run(model, tok, "the cat sat", interval=0.0, seed=0, max_new_tokens=48,
+    w.record(model, tok, "the cat sat", interval=0.0, seed=0, max_new_tokens=48,
           max_denoising_steps=8)
     w.wait(timeout=60)
     assert w.status.startswith("stopped"), w.status
@@ -290,7 +291,7 @@ def test_html_is_one_self_contained_file(tiny_trace, tmp_path):
         'type="application/json" id="dgviz-data"', 'type="application/json" id="dgviz-esm"',
         'type="module"']
     esm = base64.b64decode(json.loads(blocks[1][1]))
-    from dgviz.widget import STATIC
+    from dgviz.payload import STATIC
 
     assert esm == (STATIC / "widget.js").read_bytes()
     state = json.loads(blocks[0][1])
@@ -358,7 +359,7 @@ def test_synced_stacks_timelines_in_one_fresh_group(tiny_trace):
 
     from dgviz.widget import synced
 
-    box = synced([tiny_trace, tiny_trace, tiny_trace], ["a", "b", "c"], mode="forward_passes")
+    box = synced([tiny_trace, tiny_trace, tiny_trace], ["a", "b", "c"], sync_mode="forward_passes")
     assert isinstance(box, ipywidgets.VBox)
     views = list(box.children)
     assert [v.label for v in views] == ["a", "b", "c"]
@@ -372,14 +373,14 @@ def test_synced_stacks_timelines_in_one_fresh_group(tiny_trace):
     with pytest.raises(ValueError, match="labels"):
         synced([tiny_trace, tiny_trace], ["only one"])
     with pytest.raises(ValueError, match="sync_mode"):
-        synced([tiny_trace], mode="bogus")
+        synced([tiny_trace], sync_mode="bogus")
     with pytest.raises(ValueError, match="at least one"):
         synced([])
 
 
 def test_traces_to_html_embeds_each_run_once_and_the_bundle_once(tiny, tiny_trace, tmp_path):
     from dgviz.html import traces_to_html
-    from dgviz.widget import STATIC
+    from dgviz.payload import STATIC
 
     short = dgviz.record(*tiny, "the cat sat", seed=0, max_new_tokens=32, max_denoising_steps=3)
     hostile = copy.copy(tiny_trace)
@@ -411,14 +412,14 @@ def test_traces_to_html_embeds_each_run_once_and_the_bundle_once(tiny, tiny_trac
     assert text.count('data-dgviz-state="') == 3
     # unsynced, full views, forward-pass mode
     free = traces_to_html([short], tmp_path / "d.html", sync=False, compact=False,
-                          mode="forward_passes")
+                          sync_mode="forward_passes")
     state = json.loads(_script_blocks(free.read_text())[0][1])
     assert (state["sync"], state["compact"], state["label"]) == (None, False, "run 1")
     assert state["sync_mode"] == "forward_passes"
     with pytest.raises(ValueError, match="labels"):
         traces_to_html([short], tmp_path / "e.html", labels=["a", "b"])
     with pytest.raises(ValueError, match="mode"):
-        traces_to_html([short], tmp_path / "e.html", mode="wall")
+        traces_to_html([short], tmp_path / "e.html", sync_mode="wall")
     with pytest.raises(ValueError, match="at least one"):
         traces_to_html([], tmp_path / "e.html")
     with pytest.raises(TypeError):
@@ -426,7 +427,7 @@ def test_traces_to_html_embeds_each_run_once_and_the_bundle_once(tiny, tiny_trac
 
 
 def test_bundle_has_the_sync_registry_and_no_inner_html():
-    from dgviz.widget import STATIC
+    from dgviz.payload import STATIC
 
     js = (STATIC / "widget.js").read_text()
     assert "dgviz.sync-groups.v1" in js

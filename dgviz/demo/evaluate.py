@@ -120,9 +120,7 @@ def run_items(model, tokenizer, task_name: str, items, settings: dict, batch_siz
     pad = tokenizer.pad_token_id
     settings = dict(settings)
     if "entropy_bound" in settings:  # generate takes the bound inside the sampler's config
-        from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
-            EntropyBoundSamplerConfig,
-        )
+        from transformers import EntropyBoundSamplerConfig
 
         settings["sampler_config"] = EntropyBoundSamplerConfig(settings.pop("entropy_bound"))
     results = []

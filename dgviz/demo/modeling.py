@@ -23,7 +23,8 @@ GENERATION_DEFAULTS = {
 ENTROPY_BOUND = 0.1
 
 
-def build_config(hidden_size: int = 64, num_layers: int = 4, num_experts: int = 8, top_k: int = 2):
+def build_config(hidden_size: int = 64, num_layers: int = 4, num_experts: int = 8, top_k: int = 2,
+                 num_heads: int = 2):
     from transformers import DiffusionGemmaConfig, DiffusionGemmaTextConfig, Gemma4VisionConfig
 
     vocab = build_vocab()
@@ -32,7 +33,7 @@ def build_config(hidden_size: int = 64, num_layers: int = 4, num_experts: int = 
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
-        num_attention_heads=2,
+        num_attention_heads=num_heads,
         num_key_value_heads=1,
         head_dim=32,
         global_head_dim=32,
@@ -70,10 +71,7 @@ def build_config(hidden_size: int = 64, num_layers: int = 4, num_experts: int = 
 
 
 def generation_config(pad_token_id: int, eos_token_id: int, bos_token_id: int):
-    from transformers.models.diffusion_gemma.generation_diffusion_gemma import (
-        DiffusionGemmaGenerationConfig,
-        EntropyBoundSamplerConfig,
-    )
+    from transformers import DiffusionGemmaGenerationConfig, EntropyBoundSamplerConfig
 
     return DiffusionGemmaGenerationConfig(
         **GENERATION_DEFAULTS,

@@ -156,6 +156,7 @@ def train(
     pad_weight: float = 0.1,
     hidden_size: int = 64,
     num_layers: int = 4,
+    num_heads: int = 2,
     minutes: float | None = None,
     save_every_minutes: float = 10.0,
     log_every: int = 10,
@@ -179,7 +180,8 @@ def train(
     if model is None and init is not None:  # continue training a saved checkpoint
         model = DiffusionGemmaForBlockDiffusion.from_pretrained(init, local_files_only=True)
     if model is None:
-        model = DiffusionGemmaForBlockDiffusion(build_config(hidden_size, num_layers))
+        model = DiffusionGemmaForBlockDiffusion(
+            build_config(hidden_size, num_layers, num_heads=num_heads))
     model.train()
     canvas_length = model.config.canvas_length
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -268,6 +270,7 @@ def main(argv=None):
                         help="weight of the padding after <eos> relative to answer tokens")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=2, help="attention heads per layer")
     parser.add_argument("--init", type=Path, default=None,
                         help="continue from this checkpoint instead of a fresh model")
     parser.add_argument("--mix", type=parse_mix, default=DEFAULT_MIX,
@@ -284,7 +287,8 @@ def main(argv=None):
         steps=args.steps, out_dir=args.out, seed=args.seed, threads=args.threads,
         batch_size=args.batch_size, lr=args.lr, balance_weight=args.balance_weight,
         pad_weight=args.pad_weight,
-        hidden_size=args.hidden_size, num_layers=args.layers, minutes=args.minutes,
+        hidden_size=args.hidden_size, num_layers=args.layers, num_heads=args.heads,
+        minutes=args.minutes,
         figure=args.figure, init=args.init, mix=args.mix,
         difficulty={**TRAIN_DIFFICULTY,
                     "sudoku": {**TRAIN_DIFFICULTY["sudoku"], "blanks": tuple(args.blanks)}},

@@ -1,4 +1,4 @@
-"""Record diffusers' `DiffusionGemmaPipeline` (any of its schedulers) into the same Trace.
+"""Record diffusers' ``DiffusionGemmaPipeline.__call__`` (any scheduler) into the same Trace.
 
 Like `dgviz.record` this runs the library's own loop and only wraps, on the pipeline instance and
 only while recording, ``_prepare_inputs`` (the prompt ids), ``scheduler.step`` (each step's
@@ -23,14 +23,15 @@ import contextlib
 import functools
 import math
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from .record import Collector, _text_tokenizer, decoder_routers, model_facts
-from .trace import Trace
+from ..trace import Trace
+from .collector import Collector, record_keeping_partial
+from .model_access import decoder_routers, embedding_device, model_facts
+from .tokens import text_tokenizer
 
 
 def record_pipeline(
@@ -67,33 +68,24 @@ def record_pipeline(
         raise ValueError(f"num_inference_steps must be an integer >= 1 (got {steps!r}).")
     if seed is not None:
         torch.manual_seed(seed)
-        device = pipe.model.model.decoder.embed_tokens.weight.device
+        device = embedding_device(pipe.model)
         call_kwargs.setdefault("generator", torch.Generator(device=device).manual_seed(seed))
 
     recorder = _PipelineRecorder(pipe, top_k=top_k, routing=routing, on_step=on_step)
-    output = None
-    try:
+
+    def call():
         with recorder.installed():
-            output = pipe(**call_kwargs)
-    except KeyboardInterrupt:
-        trace = recorder.finish(complete=False, seed=seed, call_kwargs=call_kwargs)
-        warnings.warn(
-            f"Recording interrupted after {trace.num_steps} steps; returning the partial trace "
-            "(trace.complete is False).",
-            stacklevel=3,
-        )
-        return trace
-    except Exception as err:
-        with contextlib.suppress(Exception):
-            err.partial_trace = recorder.finish(complete=False, seed=seed, call_kwargs=call_kwargs)  # type: ignore[attr-defined]
-        raise
-    return recorder.finish(complete=True, seed=seed, call_kwargs=call_kwargs, output=output)
+            return pipe(**call_kwargs)
+
+    return record_keeping_partial(
+        call, lambda complete, output: recorder.finish(complete=complete, seed=seed,
+                                                       call_kwargs=call_kwargs, output=output))
 
 
 class _PipelineRecorder(Collector):
     def __init__(self, pipe, *, top_k, routing, on_step):
         model = pipe.model
-        super().__init__(_text_tokenizer(pipe.processor), top_k=top_k, routing=routing,
+        super().__init__(text_tokenizer(pipe.processor), top_k=top_k, routing=routing,
                          on_step=on_step, canvas_length=model.config.canvas_length)
         self.pipe = pipe
         self.model = model

@@ -1,0 +1,87 @@
+"""Recording: run DiffusionGemma's own loops and keep what every denoising step did.
+
+This package is the only part of dgviz that touches private transformers / diffusers internals
+(a test checks it). It runs the libraries' own loops (`DiffusionGemmaForBlockDiffusion.generate`,
+`DiffusionGemmaPipeline.__call__`) and wraps, on the model *instance* and only while recording,
+the helpers those loops call; MoE routers get forward hooks. Everything the views need is reduced
+on the model's device (entropy, top-k, confidence) and copied to the host once per step: never a
+canvas x vocabulary tensor. All wrappers and hooks are removed when `record` returns, raises or is
+interrupted.
+
+- `transformers_loop`: ``generate``'s wrappers; `diffusers_loop`: the pipeline's;
+- `collector`: the per-step arrays, `StepEvent`, building the `Trace`;
+- `tokens`: prompt encoding and token text; `model_access`: devices, routers, model facts;
+- `samplers`: the protocol a custom sampler implements inside ``generate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..trace import Trace
+from .collector import StepEvent
+from .diffusers_loop import record_pipeline
+from .model_access import is_pipeline
+from .tokens import encode_prompt
+from .transformers_loop import record_generate
+
+__all__ = ["StepEvent", "encode_prompt", "record"]
+
+
+def record(
+    model: Any,
+    tokenizer: Any,
+    prompt: Any,
+    *,
+    seed: int | None = None,
+    top_k: int = 5,
+    routing: bool = True,
+    on_step: Callable[[StepEvent], None] | None = None,
+    sampler: Callable[[Any, Any], Any] | None = None,
+    **generate_kwargs: Any,
+) -> Trace:
+    """Run DiffusionGemma's own ``generate`` and record every denoising step.
+
+    Parameters
+    ----------
+    model:
+        A ``DiffusionGemmaForBlockDiffusion`` (a tiny one or the real 26B-A4B, any device map),
+        or a diffusers ``DiffusionGemmaPipeline`` (then ``tokenizer`` may be ``None``).
+    tokenizer:
+        Its tokenizer or processor (used to tokenize the prompt and to decode token text).
+    prompt:
+        A string (tokenized as is), a chat (list of ``{"role", "content"}`` messages, rendered
+        with the chat template and a generation prompt), a list of strings (a batch, left-padded)
+        or input ids (list of ints, or a ``[batch, length]`` tensor / array).
+    seed:
+        ``torch.manual_seed(seed)`` right before generating, so a recorded run equals
+        ``torch.manual_seed(seed); model.generate(...)`` token for token.
+    top_k:
+        Alternatives kept per position and step.
+    routing:
+        Record MoE routing (decoder: per step; encoder: per token read).
+    on_step:
+        Called with a `StepEvent` after every step (for live views).
+    sampler:
+        ``sampler(generation_config, model) -> sampler object`` replacing the default
+        ``EntropyBoundSampler`` inside the real generate loop (same interface:
+        ``initialize_canvas``, ``accept_canvas``, ``renoise_canvas``). See `dgviz.schedules`.
+    **generate_kwargs:
+        Passed to ``model.generate`` unchanged (``max_new_tokens``, ``max_denoising_steps``,
+        ``t_min``, ``t_max``, ``sampler_config``, ``stability_threshold``, ...).
+
+    Returns
+    -------
+    Trace
+        If you interrupt the run (Ctrl-C, or the notebook's stop button), the steps done so far
+        come back as a trace with ``trace.complete == False`` and a warning. If generation
+        raises, the partial trace is attached to the exception as ``err.partial_trace``.
+    """
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer (got {top_k!r}).")
+    if is_pipeline(model):
+        return record_pipeline(model, prompt, seed=seed, top_k=top_k, routing=routing,
+                               on_step=on_step, **generate_kwargs)
+    return record_generate(model, tokenizer, prompt, seed=seed, top_k=top_k, routing=routing,
+                           on_step=on_step, sampler=sampler, **generate_kwargs)

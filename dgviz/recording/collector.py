@@ -1,0 +1,298 @@
+"""The step collector: one run's per-step arrays, reduced on the device, copied to the host once
+per step, and built into a `Trace`. Shared by both recording loops."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..trace import Trace
+from .model_access import decoder_routers, encoder_routers
+from .tokens import token_texts
+
+
+@dataclass
+class StepEvent:
+    """One finished denoising step, handed to ``record(..., on_step=...)`` as it happens.
+
+    Arrays are numpy, batch first, without the step axis (``canvas_in`` is ``[B, L]``,
+    ``expert_ids`` is ``[B, N, L, k]``; see `Trace` for the meaning of each).
+    ``new_token_text`` holds the decoded text of ids this step showed for the first time.
+    ``snapshot()`` builds the `Trace` of the steps so far (``complete`` False), as `record`
+    builds the final one; call it from ``on_step`` (live views).
+    """
+
+    step: int
+    canvas: int
+    remaining: int
+    temperature: float
+    seconds: float
+    arrays: dict[str, np.ndarray]
+    new_token_text: dict[int, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)  # as `Trace.settings` will hold them
+    snapshot: Callable[[], Trace] | None = field(default=None, repr=False, compare=False)
+
+
+class Collector:
+    """Collects the steps of one run and builds the Trace; shared by every recording path.
+
+    A recording path sets ``prompt_ids``, fills ``pending`` with the step's device tensors,
+    lets the router hooks fill their sinks, and calls `flush_step` once per step.
+    """
+
+    def __init__(self, tokenizer, *, top_k: int, routing: bool, on_step, canvas_length: int):
+        self.tokenizer = tokenizer
+        self.top_k = top_k
+        self.routing = routing
+        self.on_step = on_step
+        self.canvas_length = canvas_length
+        self.prompt_ids: torch.Tensor | None = None
+        self.canvas = -1
+        self.steps: list[dict[str, np.ndarray]] = []
+        self.step_meta: list[tuple[int, int, float, float]] = []  # canvas, remaining, temp, seconds
+        self.encoder_routing: list[dict[str, np.ndarray]] = []
+        self.pending: dict[str, torch.Tensor] = {}
+        self.decoder_routes: list[tuple] = []
+        self.encoder_routes: list[tuple] = []
+        self._token_text: dict[int, str] = {}  # every id decoded so far
+
+    @contextlib.contextmanager
+    def patched(self, patches: list[tuple[Any, str, Any]], model) -> Iterator[None]:
+        """Set ``obj.name = fn`` for each patch and hook the routers; undo all of it on exit."""
+        previous = [(obj, name, obj.__dict__.get(name)) for obj, name, _ in patches]
+        try:
+            for obj, name, fn in patches:
+                setattr(obj, name, fn)
+            with self.router_hooks(model):
+                yield
+        finally:
+            for obj, name, old in previous:
+                if old is None:
+                    obj.__dict__.pop(name, None)  # back to the class's own method
+                else:
+                    setattr(obj, name, old)
+            self.flush_encoder()
+
+    @contextlib.contextmanager
+    def router_hooks(self, model) -> Iterator[None]:
+        handles = []
+        try:
+            if self.routing:
+                for router in decoder_routers(model):
+                    handles.append(router.register_forward_hook(_route_hook(self.decoder_routes)))
+                for router in encoder_routers(model):
+                    handles.append(router.register_forward_hook(_route_hook(self.encoder_routes)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def reduce_logits(self, logits: torch.Tensor) -> None:
+        """Confidence, entropy and top-k of one step's distribution, on the model's device."""
+        # Masked (-inf) logits become the lowest finite float, so 0 · log 0 comes out as 0, not
+        # NaN. (torch.special.entr does the same but is ~8x slower on CPU.)
+        logits = logits.float().clamp(min=torch.finfo(torch.float32).min)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        probs = log_probs.exp()
+        top_p, top_i = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
+        self.pending.update(
+            confidence=top_p[..., 0],
+            entropy=-(probs * log_probs).sum(-1),
+            topk_ids=top_i,
+            topk_probs=top_p,
+        )
+
+    def flush_step(self, remaining: int, temperature: float, start: float,
+                   layers: int | None = None) -> None:
+        """Copy the pending step to the host (one transfer) and hand it to ``on_step``.
+
+        ``layers``: keep only the last ``layers`` decoder router calls (extra decoder passes,
+        like diffusers' corrector sweeps, also fire the hooks).
+        """
+        pending, self.pending = self.pending, {}
+        batch, length = pending["canvas_in"].shape
+        routes = self.decoder_routes[-layers:] if layers else self.decoder_routes[:]
+        self.decoder_routes.clear()  # the hooks hold this list: empty it in place
+        if routes:
+            n, k = len(routes), routes[0][0].shape[-1]
+            # [N, B*L, k] -> [B, N, L, k]
+            ids, weights, entropy = (torch.stack([r[i] for r in routes]) for i in range(3))
+            pending["expert_ids"] = ids.view(n, batch, length, k).transpose(0, 1)
+            pending["expert_weights"] = weights.view(n, batch, length, k).transpose(0, 1)
+            pending["router_entropy"] = entropy.view(n, batch, length).transpose(0, 1)
+        host = _to_host(pending)
+        seconds = time.perf_counter() - start
+        self.steps.append(host)
+        self.step_meta.append((self.canvas, remaining, temperature, seconds))
+        if self.on_step is not None:
+            self.on_step(
+                StepEvent(
+                    step=len(self.steps) - 1,
+                    canvas=self.canvas,
+                    remaining=remaining,
+                    temperature=temperature,
+                    seconds=seconds,
+                    arrays=host,
+                    new_token_text=self._new_token_text(host),
+                    settings=self.settings(),
+                    snapshot=self.snapshot,
+                )
+            )
+
+    def settings(self) -> dict[str, Any]:
+        """The run's settings as known so far (recording paths add what they know)."""
+        return {"top_k": self.top_k}
+
+    def flush_encoder(self) -> None:
+        routes = self.encoder_routes[:]
+        self.encoder_routes.clear()
+        if not routes:
+            return
+        n, k = len(routes), routes[0][0].shape[-1]
+        batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
+        tokens = routes[0][0].shape[0] // batch
+        ids, weights, entropy = (torch.stack([r[i] for r in routes]) for i in range(3))
+        packed = {  # [N, B*T, k] -> [B, T, N, k]
+            "encoder_expert_ids": ids.view(n, batch, tokens, k).permute(1, 2, 0, 3),
+            "encoder_expert_weights": weights.view(n, batch, tokens, k).permute(1, 2, 0, 3),
+            "encoder_router_entropy": entropy.view(n, batch, tokens).permute(1, 2, 0),
+        }
+        self.encoder_routing.append(_to_host(packed))
+
+    def _token_texts(self, ids: np.ndarray) -> dict[int, str]:
+        """`token_texts` of ``ids``, decoding each id once per run."""
+        uniq = np.unique(ids)
+        known = np.fromiter(self._token_text, np.int64, len(self._token_text))
+        self._token_text.update(token_texts(self.tokenizer, np.setdiff1d(uniq, known)))
+        return {int(i): self._token_text[int(i)] for i in uniq}
+
+    def _new_token_text(self, host: dict[str, np.ndarray]) -> dict[int, str]:
+        ids = np.concatenate([host[k].ravel() for k in _ID_ARRAYS if k in host])
+        known = np.fromiter(self._token_text, np.int64, len(self._token_text))
+        return self._token_texts(np.setdiff1d(np.unique(ids), known))
+
+    def stack(self, name: str, dtype) -> np.ndarray | None:
+        """``name`` over all steps, ``[B, S, ...]``; None for routing arrays never recorded."""
+        if self.steps and name in self.steps[0]:
+            return np.stack([s[name] for s in self.steps], axis=1).astype(dtype)
+        if name not in _REQUIRED_SHAPES:
+            return None
+        batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
+        tail = _REQUIRED_SHAPES[name](self.canvas_length, self.top_k)
+        return np.zeros((batch, 0, *tail), dtype)
+
+    def snapshot(self) -> Trace:
+        """The steps recorded so far as a Trace (no output yet, ``complete`` False)."""
+        batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
+        return self.build(output_ids=np.zeros((batch, 0), np.int64),
+                          tokens_per_forward=np.full(batch, np.nan),
+                          meta={"complete": False, "settings": self.settings()})
+
+    def build(self, *, output_ids: np.ndarray, tokens_per_forward: np.ndarray, meta: dict,
+              overrides: dict[str, np.ndarray] | None = None) -> Trace:
+        prompt = (self.prompt_ids.detach().cpu().numpy() if self.prompt_ids is not None
+                  else np.zeros((1, 0)))
+        arrays = {name: self.stack(name, dtype) for name, dtype in _STEP_DTYPES.items()}
+        arrays.update(overrides or {})
+        if self.encoder_routing:
+            for name, dtype in (("encoder_expert_ids", np.int16),
+                                ("encoder_expert_weights", np.float16),
+                                ("encoder_router_entropy", np.float16)):
+                parts = [e[name] for e in self.encoder_routing]
+                arrays[name] = np.concatenate(parts, axis=1).astype(dtype)
+        meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
+        seen = [prompt, output_ids] + [arrays[n] for n in _ID_ARRAYS]
+        token_text = self._token_texts(np.concatenate([a.ravel() for a in seen]))
+        meta = {
+            **meta,
+            "text": self.tokenizer.batch_decode(output_ids, skip_special_tokens=True),
+            "prompt_text": self.tokenizer.batch_decode(prompt, skip_special_tokens=True),
+        }
+        return Trace(
+            **{name: value for name, value in arrays.items() if value is not None},
+            step_canvas=meta_steps[:, 0].astype(np.int32),
+            step_remaining=meta_steps[:, 1].astype(np.int32),
+            temperature=meta_steps[:, 2],
+            step_seconds=meta_steps[:, 3],
+            prompt_ids=prompt,
+            output_ids=output_ids,
+            tokens_per_forward=tokens_per_forward,
+            token_text=token_text,
+            meta=meta,
+        )
+
+
+# the per-step arrays that hold token ids (their tokens' text goes into the trace)
+_ID_ARRAYS = ("canvas_in", "sampled", "draft", "topk_ids")
+_STEP_DTYPES = {
+    "canvas_in": np.int32, "sampled": np.int32, "draft": np.int32, "accepted": bool,
+    "confidence": np.float32, "entropy": np.float32, "topk_ids": np.int32,
+    "topk_probs": np.float32, "active": bool, "stop": bool, "expert_ids": np.int16,
+    "expert_weights": np.float16, "router_entropy": np.float16,
+}
+# trailing shape of each required per-step array, from (canvas_length, top_k)
+_REQUIRED_SHAPES = {
+    **{n: (lambda length, k: (length,)) for n in
+       ("canvas_in", "sampled", "draft", "accepted", "confidence", "entropy")},
+    "topk_ids": lambda length, k: (length, k),
+    "topk_probs": lambda length, k: (length, k),
+    "active": lambda length, k: (),
+    "stop": lambda length, k: (),
+}
+
+
+def _route_hook(sink: list):
+    def hook(_module, _inputs, output):
+        probs, weights, index = output[0], output[1], output[2]
+        probs = probs.float()
+        sink.append((index, weights, -(probs * probs.clamp_min(1e-30).log()).sum(-1)))
+
+    return hook
+
+
+def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Copy a step's tensors to the host in one transfer (packed as float32, then unpacked).
+
+    Token and expert ids stay exact: float32 holds integers up to 2**24 (the real vocabulary is
+    262,144 tokens).
+    """
+    names = list(tensors)
+    if all(t.device.type == "cpu" for t in tensors.values()):  # nothing to transfer
+        # copy: generate reuses some of these tensors in place
+        return {n: t.detach().numpy().copy() for n, t in tensors.items()}
+    flat = [tensors[n].detach().reshape(-1).to(torch.float32) for n in names]
+    packed = torch.cat(flat).cpu().numpy()
+    out, offset = {}, 0
+    for name, piece in zip(names, flat, strict=True):
+        size = piece.numel()
+        out[name] = packed[offset : offset + size].reshape(tuple(tensors[name].shape))
+        offset += size
+    return out
+
+
+def record_keeping_partial(run: Callable[[], Any],
+                           finish: Callable[[bool, Any], Trace]) -> Trace:
+    """``finish(True, run())``; on Ctrl-C the partial trace ``finish(False, None)`` (with a
+    warning), and on any other error the exception carries it as ``err.partial_trace``."""
+    try:
+        output = run()
+    except KeyboardInterrupt:
+        trace = finish(False, None)
+        warnings.warn(
+            f"Recording interrupted after {trace.num_steps} steps; returning the partial trace "
+            "(trace.complete is False).",
+            stacklevel=4,  # the caller of dgviz.record
+        )
+        return trace
+    except Exception as err:
+        with contextlib.suppress(Exception):
+            err.partial_trace = finish(False, None)  # type: ignore[attr-defined]
+        raise
+    return finish(True, output)

@@ -1,0 +1,79 @@
+"""What the recorder needs to know about a model: its class, device, routers and facts."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from typing import Any
+
+import torch
+
+
+def is_pipeline(obj: Any) -> bool:
+    """A diffusers ``DiffusionGemmaPipeline`` (checked by name: diffusers is optional)."""
+    return type(obj).__name__ == "DiffusionGemmaPipeline" and hasattr(obj, "scheduler")
+
+
+def check_model(model: Any) -> None:
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    if not isinstance(model, DiffusionGemmaForBlockDiffusion):
+        name = type(model).__name__
+        raise TypeError(
+            f"dgviz.record needs a DiffusionGemmaForBlockDiffusion (or a diffusers "
+            f"DiffusionGemmaPipeline), got {name}. Load the model with "
+            "transformers.DiffusionGemmaForBlockDiffusion.from_pretrained(...); "
+            "AutoModel/AutoModelForCausalLM give classes without the block-diffusion generate loop."
+        )
+
+
+def vocab_size(model: Any) -> int:
+    return int(model.config.get_text_config(decoder=True).vocab_size)
+
+
+def embedding_device(model: Any) -> torch.device:
+    """Where the decoder's token embedding lives: the device input ids must be on."""
+    try:
+        return model.model.decoder.embed_tokens.weight.device
+    except AttributeError:
+        return model.device
+
+
+def decoder_routers(model: Any) -> list[torch.nn.Module]:
+    layers = model.model.decoder.layers
+    return [layer.router for layer in layers if hasattr(layer, "router")]
+
+
+def encoder_routers(model: Any) -> list[torch.nn.Module]:
+    enc = model.model.encoder
+    lm = getattr(enc, "language_model", enc)
+    return [layer.router for layer in lm.layers if hasattr(layer, "router")]
+
+
+def model_facts(model: Any) -> dict[str, Any]:
+    """Facts about the model kept in every trace: sizes, versions and a config digest."""
+    import transformers
+
+    from .. import __version__
+
+    text = model.config.get_text_config(decoder=True)
+    config_json = model.config.to_json_string(use_diff=False)
+    versions = {"dgviz": __version__, "transformers": transformers.__version__,
+                "torch": torch.__version__}
+    with contextlib.suppress(PackageNotFoundError):  # without importing it (slow)
+        versions["diffusers"] = package_version("diffusers")
+    return {
+        "model": {
+            "class": type(model).__name__,
+            "name_or_path": getattr(model.config, "_name_or_path", ""),
+            "canvas_length": model.config.canvas_length,
+            "vocab_size": text.vocab_size,
+            "num_layers": text.num_hidden_layers,
+            "config_digest": hashlib.sha256(config_json.encode()).hexdigest()[:16],
+        },
+        "num_experts": getattr(text, "num_experts", None),
+        "top_k_experts": getattr(text, "top_k_experts", None),
+        "versions": versions,
+    }
