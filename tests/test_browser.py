@@ -302,18 +302,57 @@ def test_jupyterlab_synced_timelines_move_together(lab, page):
     assert ours == [], ours
 
 
-def test_notebook7_renders_and_steps(lab, page):
-    from playwright.sync_api import expect
-
+def _need(module: str, why: str) -> None:
     try:
-        import notebook  # noqa: F401
+        __import__(module)
     except ImportError:
-        msg = "the Notebook 7 test needs `notebook>=7`"
+        msg = f"{why} needs `{module}`"
         if os.environ.get("CI") == "true":
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+def _play_scrub_inspect(page, w, trace) -> int:
+    """What every front end must do with the tiny trace's widget (shown at step 0): keys, play
+    and pause, scrub with the mouse, open the inspector on a token; the widget's height stays
+    the same throughout. Returns the step the inspector was opened at."""
+    from playwright.sync_api import expect
+
+    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=60_000)
+    expect(w).to_have_attribute("data-step", "0")
+    height = w.evaluate("e => e.getBoundingClientRect().height")
+    w.locator(".dgv-play").focus()
+    page.keyboard.press("ArrowRight")
+    expect(w).to_have_attribute("data-step", "1")
+    w.locator(".dgv-speed").select_option("16")
+    w.locator(".dgv-play").click()
+    expect(w).to_have_attribute("data-playing", "true")
+    expect(w).not_to_have_attribute("data-step", "1")
+    w.locator(".dgv-play").click()  # pause
+    expect(w).to_have_attribute("data-playing", "false")
+    expect(w.locator(".dgv-play")).to_have_text("Play")
+    box = w.locator(".dgv-slider").bounding_box()
+    page.mouse.click(box["x"] + 0.7 * box["width"], box["y"] + box["height"] / 2)
+    expect(w).not_to_have_attribute("data-step", "1")
+    step = int(w.get_attribute("data-step"))
+    assert step >= 12, step
+    w.locator('.dgv-tok[data-pos="3"]').click()
+    inspector = w.locator(".dgv-inspector")
+    expect(inspector).to_have_attribute("data-position", "3")
+    alts = inspector.locator(".dgv-alt-tok")
+    expect(alts).to_have_count(trace.topk_ids.shape[3])
+    expect(alts.first).to_have_text(trace.tokens([trace.topk_ids[0, step, 3, 0]])[0])
+    assert w.evaluate("e => e.getBoundingClientRect().height") == height
+    return step
+
+
+def test_notebook7_plays_scrubs_and_inspects(lab, page, tiny_trace):
+    from playwright.sync_api import expect
+
+    _need("notebook", "the Notebook 7 test")
     cells = ["import dgviz\nfrom dgviz.widget import Timeline\n"
-             "Timeline(dgviz.load_trace('tiny.dgtrace'), step=3)"]
+             "w = Timeline(dgviz.load_trace('tiny.dgtrace'), step=0)\nw",
+             "print(f'SELECTION {w.selection}')"]
     (lab["root"] / "t2.ipynb").write_text(json.dumps(_notebook(cells)))
     page.goto(f"{lab['base']}/notebooks/t2.ipynb?token={TOKEN}")
     expect(page.locator(".jp-Notebook")).to_be_visible(timeout=60_000)
@@ -321,15 +360,117 @@ def test_notebook7_renders_and_steps(lab, page):
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
     w = page.locator(".jp-OutputArea-output .dgv-root")
-    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=60_000)
-    expect(w).to_have_attribute("data-step", "3")
-    w.locator(".dgv-play").focus()
-    page.keyboard.press("ArrowRight")
-    expect(w).to_have_attribute("data-step", "4")
+    step = _play_scrub_inspect(page, w, tiny_trace)
+    # the click reached the kernel: run the print cell again
+    cell = page.locator(".jp-Cell").nth(1)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expected = {"step": step, "canvas": int(tiny_trace.step_canvas[step]), "position": 3}
+    expect(cell.locator(".jp-OutputArea-output")).to_contain_text(f"SELECTION {expected}",
+                                                                  timeout=30_000)
     _shot(page, "browser-notebook7.png")
     # Notebook 7 raises a few errors of its own in this headless setup ("Command
     # 'filebrowser:open-path' not registered.", a missing settings schema): keep those whose stack
     # runs through a widget module (anywidget loads our ESM from a blob: URL).
+    ours = [e for e in page.errors if re.search(r"blob:|anywidget|dgv", e)]
+    assert ours == [], ours
+
+
+# ---------------------------------------------------------------------------- marimo
+MARIMO_APP = """
+import marimo
+
+app = marimo.App()
+
+
+@app.cell
+def _():
+    import marimo as mo
+
+    import dgviz
+
+    w = mo.ui.anywidget(dgviz.Timeline(dgviz.load_trace("tiny.dgtrace"), step=0))
+    w
+    return mo, w
+
+
+@app.cell
+def _(mo, w):
+    mo.md(f"SELECTION {w.widget.selection}")
+    return
+
+
+if __name__ == "__main__":
+    app.run()
+"""
+
+
+@pytest.fixture(scope="module")
+def marimo_app(tmp_path_factory, tiny_trace):
+    """`marimo run` serving a notebook with `mo.ui.anywidget(Timeline(...))` on localhost (marimo's
+    front end comes from its wheel: no CDN)."""
+    _need_browser()
+    _need("marimo", "the marimo test")
+    root = tmp_path_factory.mktemp("marimo")
+    tiny_trace.save(root / "tiny.dgtrace")
+    (root / "app.py").write_text(MARIMO_APP)
+    port = _free_port()
+    env = dict(os.environ, XDG_CONFIG_HOME=str(root / "cfg"), XDG_CACHE_HOME=str(root / "cache"),
+               XDG_STATE_HOME=str(root / "state"))
+    log = open(root / "marimo.log", "wb")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marimo", "run", "app.py", "--headless", "--host", "127.0.0.1",
+         "--port", str(port), "--no-token", "--no-sandbox"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (root / "marimo.log").read_text()[-3000:]
+                raise RuntimeError(f"marimo did not start:\n{tail}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def test_marimo_plays_scrubs_and_inspects(marimo_app, page, tiny_trace):
+    """`mo.ui.anywidget(dgviz.Timeline(trace))` in marimo (which renders anywidgets in a shadow
+    root): the same checks as in Notebook 7, the click reaches Python (a dependent cell re-runs),
+    and nothing is fetched from outside localhost."""
+    from playwright.sync_api import expect
+
+    outside: list[str] = []
+
+    def handle(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")):
+            route.continue_()
+        else:
+            outside.append(url)
+            route.abort()
+
+    page.route("**/*", handle)
+    page.goto(marimo_app)
+    w = page.locator(".dgv-root")
+    step = _play_scrub_inspect(page, w, tiny_trace)
+    expected = {"step": step, "canvas": int(tiny_trace.step_canvas[step]), "position": 3}
+    expect(page.get_by_text(f"SELECTION {expected}")).to_be_visible(timeout=30_000)
+    _shot(page, "browser-marimo.png")
+    assert outside == []
     ours = [e for e in page.errors if re.search(r"blob:|anywidget|dgv", e)]
     assert ours == [], ours
 

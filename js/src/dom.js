@@ -98,17 +98,25 @@ const ICONS = {
   stop: [["rect", ["x", "3", "y", "3", "width", "10", "height", "10"]]],
 };
 
+/**
+ * Create an SVG element (attributes through setAttribute).
+ * @param {string} tag @param {Record<string, string>} [attrs]
+ * @returns {SVGElement}
+ */
+export function svg(tag, attrs = {}) {
+  const el = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, v);
+  return el;
+}
+
 /** An inline SVG icon (decorative: the button around it carries the label). @param {string} name */
 export function icon(name) {
-  const svg = document.createElementNS(SVG, "svg");
-  for (const [k, v] of [["viewBox", "0 0 16 16"], ["width", "12"], ["height", "12"],
-    ["aria-hidden", "true"], ["focusable", "false"], ["class", `dgv-icon dgv-icon-${name}`]]) {
-    svg.setAttribute(k, v);
-  }
+  const root = svg("svg", { viewBox: "0 0 16 16", width: "12", height: "12",
+    "aria-hidden": "true", focusable: "false", class: `dgv-icon dgv-icon-${name}` });
   for (const [tag, attrs] of ICONS[name]) {
-    const shape = document.createElementNS(SVG, tag);
+    const shape = svg(tag);
     for (let i = 0; i < attrs.length; i += 2) shape.setAttribute(attrs[i], attrs[i + 1]);
-    svg.append(shape);
+    root.append(shape);
   }
-  return svg;
+  return root;
 }

@@ -77,15 +77,32 @@ export class Explainer {
     const base = hgt - 7;
     /** @param {number} v */
     const yE = (v) => base - (v / max) * (base - 14);
-    for (const accepted of [0, 1]) { // one path per colour: setting fillStyle per bar is slow
+    // One path per colour (setting fillStyle per bar is slow). Thin bars touch: each run of
+    // bars of one colour is one staircase outline, not a rectangle per bar (a path of hundreds
+    // of rectangles costs milliseconds per frame when the canvas is committed).
+    for (const accepted of [0, 1]) {
       ctx.fillStyle = accepted ? run.palette.states[NEW] : "#C8C8C8";
       ctx.beginPath();
       for (let j = 0; j < L; j++) {
         if (ex.acceptedSorted[j] !== accepted) continue;
-        const y = yE(ex.sorted[j]);
-        const x = j * bw + (bw > 3 ? 0.5 : 0), bwi = Math.max(1, bw - (bw > 3 ? 1 : 0));
-        ctx.rect(x, y, bwi, base - y);
-        ctx.rect(x, hgt - 5, bwi, 5);
+        if (bw > 3) { // wide bars, with a gap between them
+          const y = yE(ex.sorted[j]), x = j * bw + 0.5;
+          ctx.rect(x, y, bw - 1, base - y);
+          ctx.rect(x, hgt - 5, bw - 1, 5);
+          continue;
+        }
+        let end = j;
+        while (end + 1 < L && ex.acceptedSorted[end + 1] === accepted) end++;
+        ctx.moveTo(j * bw, base);
+        for (let i = j; i <= end; i++) {
+          const y = yE(ex.sorted[i]);
+          ctx.lineTo(i * bw, y);
+          ctx.lineTo((i + 1) * bw, y);
+        }
+        ctx.lineTo((end + 1) * bw, base);
+        ctx.closePath();
+        ctx.rect(j * bw, hgt - 5, (end + 1 - j) * bw, 5);
+        j = end;
       }
       ctx.fill();
     }

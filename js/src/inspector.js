@@ -2,7 +2,7 @@
 // The inspector: everything about one position (hovered or pinned) at the current step. It is a
 // fixed skeleton of one-line rows, built once per run shape and updated in place, so it has the
 // same height whatever it shows, idle included (docs/widget.md, "Layout").
-import { fmt, h, setAttr, setText, sizeCanvas } from "./dom.js";
+import { fmt, h, setAttr, setText, sizeCanvas, svg } from "./dom.js";
 import { expertColor, STATE_NAMES, textColorFor, tokenStyle } from "./colors.js";
 import { expertsAt, history, shownToken, tokenText, topExpert } from "./data.js";
 import { clip, visible } from "./layout.js";
@@ -20,7 +20,11 @@ const line = (cls, ...children) => h("div", { class: `dgv-line ${cls}` }, ...chi
  * @typedef {object} AltRow
  * @property {HTMLElement} tok @property {HTMLElement} fill @property {HTMLElement} p
  */
-/** @typedef {{canvas: HTMLCanvasElement, value: HTMLElement}} Spark */
+/**
+ * @typedef {object} Spark
+ * @property {SVGElement} root @property {SVGElement} lock @property {SVGElement} now
+ * @property {SVGElement} line @property {SVGElement} dot @property {HTMLElement} value
+ */
 /** @typedef {{entropy: HTMLElement, chips: HTMLElement[]}} ExpertRow */
 
 export class Inspector {
@@ -39,13 +43,14 @@ export class Inspector {
     /** @type {AltRow[]} */
     this.alts = [];
     /** @type {Spark[]} */
-    this.sparks = ["confidence", "entropy"].map((label) => ({
-      canvas: h("canvas", { class: "dgv-spark", "aria-label": `${label} over steps` }),
-      value: h("span", { class: "dgv-sparkval" }) }));
+    this.sparks = [makeSpark("confidence", "#0072B2"), makeSpark("entropy", "#B63679")];
     /** @type {ExpertRow[]} */
     this.experts = [];
     this.path = h("canvas", { class: "dgv-path",
       title: "Rows: layers 0..N-1, columns: this canvas's steps; colour: top-1 expert" });
+    this.pathMark = h("div", { class: "dgv-pathmark" });
+    /** What the path canvas shows ("chunk version:canvas:position"). */
+    this.pathKey = "";
   }
 
   /** Build the skeleton for a run's shape (top-k rows, layers). @param {Run} run */
@@ -71,7 +76,7 @@ export class Inspector {
         a.p))),
       line("dgv-sub", "History over this canvas's steps"),
       ...this.sparks.map((s, j) => h("div", { class: "dgv-sparkrow" },
-        h("span", { class: "dgv-sparklabel" }, j ? "entropy" : "confidence"), s.canvas, s.value)),
+        h("span", { class: "dgv-sparklabel" }, j ? "entropy" : "confidence"), s.root, s.value)),
       this.lock,
       this.first,
       ...(layers ? [
@@ -80,7 +85,8 @@ export class Inspector {
           { class: "dgv-exrow" }, h("span", { class: "dgv-exlayer" }, `L${l}`), ...r.chips,
           r.entropy))),
         line("dgv-sub", "Top-1 expert path (layers \u00d7 steps)"),
-        h("div", { class: "dgv-pathbox", style: `height:${layers * 9 + 2}px` }, this.path),
+        h("div", { class: "dgv-pathbox", style: `height:${layers * 9 + 2}px` }, this.path,
+          this.pathMark),
       ] : []));
     this.showing = "?";
   }
@@ -95,12 +101,14 @@ export class Inspector {
     for (const el of [this.chip, this.scores, this.lock, this.first]) setText(el, "");
     for (const el of Object.values(this.codes)) setText(el, "\u2013");
     for (const a of this.alts) { setText(a.tok, ""); setText(a.p, ""); a.fill.style.width = "0"; }
-    for (const s of this.sparks) { sizeCanvas(s.canvas, SPARK_W, SPARK_H); setText(s.value, ""); }
+    for (const s of this.sparks) clearSpark(s);
     for (const r of this.experts) {
       setText(r.entropy, "");
       for (const c of r.chips) { setText(c, ""); c.style.background = "transparent"; }
     }
     this.path.getContext("2d")?.clearRect(0, 0, this.path.width, this.path.height);
+    this.pathKey = "";
+    this.pathMark.hidden = true;
   }
 
   /**
@@ -144,8 +152,8 @@ export class Inspector {
     const lock = run.a.lock_in[at], first = run.a.first_accepted[at], flips = run.a.flips[at];
     const lockLocal = lock >= 0 && lock < loc.hi ? lock - loc.lo : -1;
     const [conf, ent] = this.sparks;
-    sparkline(conf, "confidence", history(chunk, "confidence", pos), local, lockLocal, [0, 1]);
-    sparkline(ent, "entropy", history(chunk, "entropy", pos), local, lockLocal, null);
+    sparkline(conf, history(chunk, "confidence", pos), local, lockLocal, [0, 1]);
+    sparkline(ent, history(chunk, "entropy", pos), local, lockLocal, null);
     setText(this.lock, `draft flips ${flips} \u00b7 lock-in ${lock >= 0 && lockLocal >= 0
       ? `step ${lockLocal + 1} of canvas` : "not yet"}`);
     setText(this.first, `first accepted ${first >= 0 ? `step ${first - loc.lo + 1}` : "never"}`);
@@ -166,19 +174,51 @@ export class Inspector {
           c.style.color = textColorFor(bg);
         });
       });
-      expertPath(this.path, run, chunk, pos, local);
+      const key = `${chunk.version}:${chunk.canvas}:${pos}`;
+      if (key !== this.pathKey) { // the path changes with the position, not with the step
+        this.pathKey = key;
+        expertPath(this.path, run, chunk, pos);
+      }
+      const cell = pathCell(chunk.n);
+      this.pathMark.hidden = false;
+      this.pathMark.style.width = `${cell + 1}px`;
+      this.pathMark.style.transform = `translateX(${local * cell}px)`;
     }
   }
 }
 
 /**
- * @param {Spark} spark @param {string} label @param {Float32Array} values @param {number} current
+ * A sparkline as SVG (a canvas per sparkline, redrawn at every step, cost more per frame).
+ * @param {string} label @param {string} colour
+ * @returns {Spark}
+ */
+function makeSpark(label, colour) {
+  const el = svg;
+  const lock = el("rect", { y: "0", height: String(SPARK_H), fill: "rgba(0,158,115,0.15)" });
+  const now = el("line", { y1: "0", y2: String(SPARK_H), stroke: "#999" });
+  const line = el("polyline", { fill: "none", stroke: colour, "stroke-width": "1.5" });
+  const dot = el("circle", { r: "2.5", fill: "#000" });
+  const root = el("svg", { class: "dgv-spark", width: String(SPARK_W), height: String(SPARK_H),
+    viewBox: `0 0 ${SPARK_W} ${SPARK_H}`, role: "img", "aria-label": `${label} over steps` });
+  root.append(lock, now, line, dot);
+  return { root, lock, now, line, dot, value: h("span", { class: "dgv-sparkval" }) };
+}
+
+/** @param {Spark} spark */
+function clearSpark(spark) {
+  for (const el of [spark.lock, spark.now, spark.line, spark.dot]) {
+    el.setAttribute("visibility", "hidden");
+  }
+  setText(spark.value, "");
+}
+
+/**
+ * @param {Spark} spark @param {Float32Array} values @param {number} current
  * @param {number} lockLocal the local step the position locks in at (-1: not yet)
  * @param {[number, number] | null} range fixed y range, or null for the values' own
  */
-function sparkline(spark, label, values, current, lockLocal, range) {
+function sparkline(spark, values, current, lockLocal, range) {
   const w = SPARK_W, hgt = SPARK_H;
-  const ctx = sizeCanvas(spark.canvas, w, hgt);
   let lo = range ? range[0] : Infinity, hi = range ? range[1] : -Infinity;
   if (!range) {
     for (const v of values) if (Number.isFinite(v)) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
@@ -189,37 +229,38 @@ function sparkline(spark, label, values, current, lockLocal, range) {
   const x = (s) => (n > 1 ? 4 + (s / (n - 1)) * (w - 8) : w / 2);
   /** @param {number} v */
   const y = (v) => hgt - 4 - ((v - lo) / (hi - lo)) * (hgt - 8);
+  const at = x(current).toFixed(1);
+  spark.lock.setAttribute("visibility", lockLocal >= 0 ? "visible" : "hidden");
   if (lockLocal >= 0) {
-    ctx.fillStyle = "rgba(0,158,115,0.15)";
-    ctx.fillRect(x(lockLocal), 0, w - x(lockLocal), hgt);
+    spark.lock.setAttribute("x", x(lockLocal).toFixed(1));
+    spark.lock.setAttribute("width", (w - x(lockLocal)).toFixed(1));
   }
-  ctx.strokeStyle = "#999";
-  ctx.beginPath(); ctx.moveTo(x(current), 0); ctx.lineTo(x(current), hgt); ctx.stroke();
-  ctx.strokeStyle = label === "entropy" ? "#B63679" : "#0072B2";
-  ctx.lineWidth = 1.5;
-  ctx.beginPath();
-  values.forEach((v, s) => (s ? ctx.lineTo(x(s), y(v)) : ctx.moveTo(x(s), y(v))));
-  ctx.stroke();
-  ctx.fillStyle = "#000";
-  ctx.beginPath(); ctx.arc(x(current), y(values[current]), 2.5, 0, 2 * Math.PI); ctx.fill();
+  for (const el of [spark.now, spark.line, spark.dot]) el.setAttribute("visibility", "visible");
+  spark.now.setAttribute("x1", at);
+  spark.now.setAttribute("x2", at);
+  let points = "";
+  values.forEach((v, s) => { points += `${x(s).toFixed(1)},${y(v).toFixed(1)} `; });
+  spark.line.setAttribute("points", points);
+  spark.dot.setAttribute("cx", at);
+  spark.dot.setAttribute("cy", y(values[current]).toFixed(1));
   setText(spark.value, fmt(values[current], 2));
 }
 
+/** Width of one step in the expert path. @param {number} n steps of the canvas */
+const pathCell = (n) => Math.max(3, Math.min(12, Math.floor(260 / n)));
+
 /**
- * The top-1 expert of every layer at every step of the canvas, the current step outlined.
+ * The top-1 expert of every layer at every step of the canvas (the current step is outlined by
+ * `.dgv-pathmark`, moved without redrawing this).
  * @param {HTMLCanvasElement} canvas @param {Run} run @param {Chunk} chunk @param {number} pos
- * @param {number} local
  */
-function expertPath(canvas, run, chunk, pos, local) {
+function expertPath(canvas, run, chunk, pos) {
   const { layers, n } = chunk;
-  const cell = Math.max(3, Math.min(12, Math.floor(260 / n)));
+  const cell = pathCell(n);
   const w = n * cell, hgt = layers * 9;
   const ctx = sizeCanvas(canvas, w + 2, hgt + 2);
   for (let s = 0; s < n; s++) for (let l = 0; l < layers; l++) {
     ctx.fillStyle = expertColor(topExpert(chunk, s, l, pos), run.palette);
     ctx.fillRect(1 + s * cell, 1 + l * 9, cell - 1, 8);
   }
-  ctx.strokeStyle = "#000";
-  ctx.lineWidth = 1.5;
-  ctx.strokeRect(1 + local * cell - 0.5, 0.5, cell, hgt + 1);
 }
