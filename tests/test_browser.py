@@ -34,6 +34,13 @@ XSS = "<img src=x onerror=window.__pwned=1>"
 BREAKOUT = "</script><script>window.__pwned=2</script>"
 
 
+def _skip_or_fail(msg: str) -> None:
+    """A missing test dependency: skip here, fail in CI (where everything must be installed)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def _need_browser():
     missing = []
     if not Path(CHROMIUM).exists():
@@ -43,10 +50,7 @@ def _need_browser():
     except ImportError:
         missing.append("playwright (pip install playwright)")
     if missing:
-        msg = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        _skip_or_fail("browser tests need " + " and ".join(missing))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -94,10 +98,7 @@ def _notebook(cells: list[str]) -> dict:
 def lab(tmp_path_factory, tiny_trace):
     _need_browser()
     if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
-        msg = "browser tests need jupyterlab in this environment"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        _skip_or_fail("browser tests need jupyterlab in this environment")
     tmp = tmp_path_factory.mktemp("lab")
     root = tmp / "root"
     root.mkdir()
@@ -306,10 +307,7 @@ def _need(module: str, why: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        msg = f"{why} needs `{module}`"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        _skip_or_fail(f"{why} needs `{module}`")
 
 
 def _play_scrub_inspect(page, w, trace) -> int:
