@@ -28,9 +28,15 @@ def expert_color(expert: int) -> str:
     return EXPERT_COLORS[int(expert) % len(EXPERT_COLORS)]
 
 
+# Categorical colours for schedules in comparison figures, drawn as thin lines and small
+# markers on white: the expert colours without the two pale yellows (Okabe-Ito's #F0E442, Tol's
+# #DDCC77), which are faint as lines. Okabe-Ito first, then Paul Tol's muted.
+LABEL_COLORS = tuple(c for c in EXPERT_COLORS if c not in ("#F0E442", "#DDCC77"))
+
+
 def label_color(index: int) -> str:
-    """The colour of the ``index``-th schedule in every comparison figure (Okabe-Ito first)."""
-    return EXPERT_COLORS[index % len(EXPERT_COLORS)]
+    """The colour of the ``index``-th schedule in every comparison figure (`LABEL_COLORS`)."""
+    return LABEL_COLORS[index % len(LABEL_COLORS)]
 
 
 def as_dict() -> dict:

@@ -21,30 +21,31 @@ import plotly.io as pio
 import dgviz
 from dgviz import plots
 
-# (file stem, builder, width, height): every figure dgviz.plots makes.
+# (file stem, builder): every figure dgviz.plots makes, rendered WIDTH px wide at the height
+# the figure sets itself (what a notebook shows).
+WIDTH = 1000
 FIGURES = [
-    ("confidence", lambda t: plots.confidence_heatmap(t), 1000, 560),
-    ("entropy", lambda t: plots.entropy_heatmap(t), 1000, 560),
-    ("lock-in", lambda t: plots.lock_in_map(t), 1000, 640),
-    ("convergence", lambda t: plots.convergence_curve(t), 1000, 520),
-    ("accepted", lambda t: plots.accepted_per_step(t), 1000, 620),
-    ("sampler", lambda t: plots.sampler_explainer(t, plots._explainer_step(t, 0)), 1000, 520),
-    ("expert-weights", lambda t: plots.expert_weights(t, int(t.canvas_steps(0)[-1]), 0),
-     800, 640),
-    ("expert-load", lambda t: plots.expert_load(t), 800, 420),
-    ("expert-churn", lambda t: plots.expert_churn(t), 1000, 420),
-    ("expert-churn-position", lambda t: plots.expert_churn(t, by="position"), 1000, 420),
-    ("router-entropy", lambda t: plots.router_entropy(t), 1000, 420),
-    ("expert-map", lambda t: plots.expert_map(t, layer=0), 1000, 560),
-    ("encoder-routing", lambda t: plots.encoder_routing(t), 1000, 460),
+    ("confidence", lambda t: plots.confidence_heatmap(t)),
+    ("entropy", lambda t: plots.entropy_heatmap(t)),
+    ("lock-in", lambda t: plots.lock_in_map(t)),
+    ("convergence", lambda t: plots.convergence_curve(t)),
+    ("accepted", lambda t: plots.accepted_per_step(t)),
+    ("sampler", lambda t: plots.sampler_explainer(t, plots._explainer_step(t, 0))),
+    ("expert-weights", lambda t: plots.expert_weights(t, int(t.canvas_steps(0)[-1]), 0)),
+    ("expert-load", lambda t: plots.expert_load(t)),
+    ("expert-churn", lambda t: plots.expert_churn(t)),
+    ("expert-churn-position", lambda t: plots.expert_churn(t, by="position")),
+    ("router-entropy", lambda t: plots.router_entropy(t)),
+    ("expert-map", lambda t: plots.expert_map(t, layer=0)),
+    ("encoder-routing", lambda t: plots.encoder_routing(t)),
 ]
 
-# (file stem, builder, width, height): the docs/concepts.md figures, from a one-canvas run.
+# (file stem, builder): the docs/concepts.md figures, from a one-canvas run.
 CONCEPTS = [
-    ("sampler", lambda t: plots.sampler_explainer(t, plots._explainer_step(t, 0)), 1000, 620),
-    ("lock-in", lambda t: plots.lock_in_map(t), 1000, 620),
-    ("convergence", lambda t: plots.convergence_curve(t), 1000, 620),
-    ("expert-map", lambda t: plots.expert_map(t, layer=0), 1000, 620),
+    ("sampler", lambda t: plots.sampler_explainer(t, plots._explainer_step(t, 0))),
+    ("lock-in", lambda t: plots.lock_in_map(t)),
+    ("convergence", lambda t: plots.convergence_curve(t)),
+    ("expert-map", lambda t: plots.expert_map(t, layer=0)),
 ]
 
 
@@ -94,25 +95,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concepts", action="store_true",
                         help="also render concept-*.png (docs/concepts.md) from a one-canvas run")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # tiny models: one thread is fastest, and runs repeat exactly
     trace, label = record_trace(args.model, args.checkpoint, args.task, args.canvases)
     print(f"recorded {trace!r} with the {label}")
     if args.save_trace:
         trace.save(args.save_trace)
     args.out.mkdir(parents=True, exist_ok=True)
-    figs, paths, widths, heights = [], [], [], []
+    figs, paths = [], []
     jobs = [("gallery", trace, FIGURES)]
     if args.concepts:
         one, label = record_trace(args.model, args.checkpoint, args.task, 1)
         print(f"recorded {one!r} with the {label} for the concept figures")
         jobs.append(("concept", one, CONCEPTS))
     for prefix, tr, specs in jobs:
-        for stem, build, width, height in specs:
+        for stem, build in specs:
             figs.append(build(tr))
             paths.append(args.out / f"{prefix}-{stem}.png")
-            widths.append(width)
-            heights.append(height)
     t = time.perf_counter()
-    pio.write_images(figs, paths, width=widths, height=heights, scale=1)  # one browser session
+    # one browser session; each figure at its own height
+    pio.write_images(figs, paths, width=[WIDTH] * len(figs),
+                     height=[fig.layout.height for fig in figs], scale=1)
     print(f"wrote {len(paths)} PNGs in {time.perf_counter() - t:.1f} s")
     gif = plots.canvas_gif(trace, args.out / "gallery-canvas.gif")
     print(f"wrote {gif}")

@@ -629,3 +629,97 @@ def _one_canvas_run(seed: int) -> dgviz.Trace:
     model, tok = tiny_model()
     return dgviz.record(model, tok, "the cat sat", seed=seed, max_new_tokens=16,
                         max_denoising_steps=4, routing=False)
+
+
+# ------------------------------------------------------------------ legible at a notebook's size
+# JupyterLab's output area is about 800 px wide and gives a figure without a height ~360 px: every
+# figure sets its own height, with room for its titles, axes and legend (docs: gallery).
+CHAR_PX = 7.5  # a 13 px DejaVu Sans character, about
+
+
+def _legend_entries(fig: go.Figure) -> int:
+    return sum(1 for t in fig.data if not isinstance(t, go.Heatmap) and t.showlegend is not False)
+
+
+def _comparison(n_labels: int):
+    from dgviz.comparison import compare
+
+    model, tok = tiny_model()
+    runs = {}
+    for i in range(n_labels):
+        runs[f"schedule number {i}, a long label"] = dgviz.record(
+            model, tok, "the cat sat", seed=i, max_new_tokens=16, max_denoising_steps=2 + i % 4,
+            routing=False)
+    return compare(runs, score=lambda text: len(text) % 3 / 2)
+
+
+@pytest.fixture(scope="module")
+def every_figure(trace) -> dict[str, go.Figure]:
+    figs = dict(plots.all_figures(trace))
+    figs["lock_in one canvas"] = plots.lock_in_map(trace, canvas=1)
+    comparison = _comparison(13)
+    figs["comparison convergence"] = comparison.convergence_figure()
+    figs["comparison accepted"] = comparison.accepted_figure()
+    figs["comparison pareto"] = comparison.pareto_figure()
+    return figs
+
+
+def test_every_figure_sets_its_height_with_room_for_the_plot(every_figure):
+    for name, fig in every_figure.items():
+        lay = fig.layout
+        assert lay.height, name
+        plot_px = lay.height - lay.margin.t - lay.margin.b
+        assert plot_px >= 200, (name, plot_px)
+        assert lay.margin.l >= 60, name  # the y axis title beside its tick labels
+        assert lay.margin.b >= 60, name  # x tick labels and the x axis title
+        if "xaxis99" in lay and lay.xaxis99.side == "top":  # the budget axis: title above it
+            assert lay.margin.t >= 140, name
+            assert lay.title.pad.b >= 62, name
+
+
+def test_legends_stand_outside_the_plot_with_room_for_every_entry(every_figure):
+    for name, fig in every_figure.items():
+        n = _legend_entries(fig)
+        if n == 0:
+            continue
+        lay, leg = fig.layout, fig.layout.legend
+        plot_px = lay.height - lay.margin.t - lay.margin.b
+        if leg.yref == "container":  # below: one column, on the figure's bottom edge
+            assert leg.orientation == "v", name
+            assert (leg.y, leg.yanchor) == (0, "bottom"), name
+            assert lay.margin.b >= 60 + 22 * n, (name, n, lay.margin.b)
+        else:  # right of the plot, as tall as the plot at most
+            assert leg.x >= 1, name
+            assert leg.xanchor == "left", name
+            assert 34 + 24 * n <= plot_px, (name, n, plot_px)
+
+
+def test_stacked_panels_keep_their_axis_titles_and_captions_apart(every_figure):
+    for name in ("accepted", "sampler"):
+        lay = every_figure[name].layout
+        plot_px = lay.height - lay.margin.t - lay.margin.b
+        top, bottom = lay.yaxis.domain, lay.yaxis2.domain
+        assert top[0] > bottom[1], name
+        # the y axis titles, each centred on its panel, do not reach each other
+        gap = ((top[0] + top[1]) / 2 - (bottom[0] + bottom[1]) / 2) * plot_px
+        half = (len(lay.yaxis.title.text) + len(lay.yaxis2.title.text)) / 2 * CHAR_PX
+        assert gap >= half, (name, gap, half)
+    # the explainer: between its panels, the top one's tick labels and the zoom panel's caption
+    lay = every_figure["sampler"].layout
+    plot_px = lay.height - lay.margin.t - lay.margin.b
+    assert (lay.yaxis.domain[0] - lay.yaxis2.domain[1]) * plot_px >= 60
+
+
+def test_pareto_labels_are_not_clipped_and_lines_are_not_pale_yellow(every_figure):
+    pareto = every_figure["comparison pareto"]
+    labelled = [t for t in pareto.data if t.text is not None]
+    assert labelled
+    assert all(t.cliponaxis is False for t in labelled)
+    assert pareto.layout.yaxis.range[1] >= 1.1  # room above a score of 1 for its label
+    pale = {"#F0E442", "#DDCC77"}
+    assert not pale & set(palette.LABEL_COLORS)
+    assert list(palette.LABEL_COLORS[:7]) == [c for c in palette.EXPERT_COLORS[:8]
+                                              if c not in pale]  # Okabe-Ito, yellow left out
+    for name in ("comparison convergence", "comparison accepted", "comparison pareto"):
+        colors = {t.line.color or t.marker.color for t in every_figure[name].data}
+        assert not pale & colors, name

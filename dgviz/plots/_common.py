@@ -192,6 +192,38 @@ def title(main: str, trace: Trace, row: int, canvas: int | None, note: str = "")
                 yanchor="bottom", pad=dict(b=22), font=dict(size=16))
 
 
+# Vertical room, in px, so that nothing overlaps at a notebook's width (JupyterLab's output area
+# is about 800 px wide) with the figure's own height:
+AXIS_BELOW = 60  # under the plot area: x tick labels and the x axis title
+TIMELINE_BELOW = 80  # the same with the canvas names of a step timeline between them
+LEGEND_ROW = 22  # one legend entry in a one-column legend (13 px font)
+
+
+def size(fig: go.Figure, plot_px: int, *, below: int = AXIS_BELOW, legend: int = 0) -> go.Figure:
+    """Give the figure its own height: ``plot_px`` for the plot area, the top margin as set, and
+    a bottom margin of ``below`` px for the x axis plus, with ``legend`` entries, a one-column
+    legend under it. The legend is anchored to the figure's bottom edge (``yref="container"``),
+    so it keeps its distance from the axis title whatever height the figure is shown at, and one
+    entry per row needs no width: nothing wraps into the axis on a narrow screen either."""
+    bottom = below + (legend * LEGEND_ROW + 10 if legend else 0)
+    fig.update_layout(margin_b=bottom)
+    if legend:
+        fig.update_layout(showlegend=True, legend=dict(
+            orientation="v", x=0, xanchor="left", xref="paper", y=0, yanchor="bottom",
+            yref="container",
+        ))
+    fig.update_layout(height=int((fig.layout.margin.t or 0) + bottom + plot_px))
+    return fig
+
+
+def legend_entries(fig: go.Figure) -> int:
+    """How many entries the figure's legend has (traces not hidden from it; heatmaps have none)."""
+    return sum(
+        1 for t in fig.data
+        if t.type not in ("heatmap", "histogram2d") and t.showlegend is not False
+    )
+
+
 def base_layout(fig: go.Figure, **kwargs: Any) -> go.Figure:
     fig.update_layout(
         template="plotly_white",
@@ -327,9 +359,14 @@ def boundary(fig: go.Figure, x: float, **where: Any) -> None:
     fig.add_vline(x=x, line=dict(color=INK, width=2, dash="dot"), **where)
 
 
-def position_height(length: int) -> int:
-    """Figure height for a position axis: taller canvases get taller figures (450–900 px)."""
-    return int(min(900, max(450, 200 + 2.5 * length)))
+def position_px(length: int) -> int:
+    """Plot-area height for a position axis: 2.5 px a position, 250–700 px."""
+    return int(min(700, max(250, 2.5 * length)))
+
+
+def layer_px(n_layers: int) -> int:
+    """Plot-area height for a layer axis: 28 px a layer, 220–640 px."""
+    return int(min(640, max(220, 28 * n_layers)))
 
 
 def int_axis(fig: go.Figure, n: int, axis: str = "y") -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from ..palette import label_color
-from ._common import FONT, INK, MONO
+from ._common import AXIS_BELOW, FONT, INK, MONO, legend_entries
 
 if TYPE_CHECKING:
     from ..comparison import Comparison
@@ -126,7 +126,7 @@ def pareto_figure(comparison: Comparison, cost: str = "forward_passes_per_canvas
             marker=dict(color=color, size=15, symbol="diamond" if front[i] else "circle",
                         line=dict(color=INK, width=1.5 if front[i] else 0.5)),
             text=[label] if front[i] else None, textposition="top right",
-            textfont=dict(size=12),
+            textfont=dict(size=12), cliponaxis=False,  # a label above the top point shows
             hovertemplate=f"<b>{html.escape(label)}</b> (mean of {int(row['runs'])} seeds)<br>"
             f"{cost} %{{x:.2f}}<br>{quality} %{{y:.3f}}<extra></extra>",
         ))
@@ -141,7 +141,7 @@ def pareto_figure(comparison: Comparison, cost: str = "forward_passes_per_canvas
     fig.update_yaxes(title_text=quality.replace("_", " "))
     values = df[quality].dropna()
     if values.min() >= 0 and values.max() <= 1:  # shares and pass/fail scores
-        fig.update_yaxes(range=[-0.05, 1.08])
+        fig.update_yaxes(range=[-0.05, 1.12])
     fig.update_xaxes(type="log" if _spread(df[cost]) > 20 else "linear")
     return fig
 
@@ -152,11 +152,24 @@ def _spread(values) -> float:
     return float(v.max() / v.min()) if v.size else 1.0
 
 
+_TOP = 70
+_PLOT_PX = 340  # at least
+_LEGEND_TITLE_PX = 34
+_LEGEND_ENTRY_PX = 24  # one schedule: its entry (20 px) and the gap between groups
+
+
 def _layout(fig: go.Figure, title: str, xtitle: str) -> None:
+    """Title, axes and size. The legend (one entry per schedule) stands right of the plot, as
+    tall as it needs: the figure grows with the schedules so that none is cut or scrolls."""
+    entries = legend_entries(fig)
+    legend_px = _LEGEND_TITLE_PX + entries * _LEGEND_ENTRY_PX
     fig.update_layout(
         template="plotly_white", font=FONT,
         title=dict(text=f"<b>{title}</b>", x=0.01, xanchor="left", font=dict(size=16)),
-        margin=dict(l=70, r=30, t=70, b=60), legend=dict(title_text="schedule"),
+        margin=dict(l=70, r=30, t=_TOP, b=AXIS_BELOW),
+        legend=dict(title_text="schedule", tracegroupgap=4, x=1.02, xanchor="left", y=1,
+                    yanchor="top"),
         hoverlabel=dict(font=dict(family=MONO, size=12)),
+        height=_TOP + AXIS_BELOW + max(_PLOT_PX, legend_px),
     )
     fig.update_xaxes(title_text=xtitle)

@@ -9,10 +9,12 @@ import plotly.graph_objects as go
 
 from .. import palette
 from ..trace import NEW, RENOISED, STATE_NAMES, Trace
-from ._common import BUDGET_LEFT, INK, MUTED, check_step, texts, view
+from ._common import BUDGET_LEFT, INK, MUTED, check_step, legend_entries, size, texts, view
 
 _BOUND_COLOR = "#D55E00"  # Okabe-Ito vermillion: the entropy bound
 _ALL = "all positions"
+_PANEL_PX = 190  # each panel's height
+_GAP_PX = 70  # between the panels: the top panel's tick labels, then the zoom panel's caption
 
 
 def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go.Figure:
@@ -37,7 +39,8 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     bound = float(ex["bound"])
     zoom_top = 3 * bound if math.isfinite(bound) else None
     fig = make_subplots(
-        rows=2, cols=1, row_heights=[0.5, 0.5], vertical_spacing=0.16,
+        rows=2, cols=1, row_heights=[0.5, 0.5],
+        vertical_spacing=_GAP_PX / (2 * _PANEL_PX + _GAP_PX),
         subplot_titles=(
             _ALL,
             f"zoom on the decision: entropies up to {zoom_top:g} nats, ranks around the cut"
@@ -68,8 +71,8 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
         )
     ymax = float(np.nanmax(sorted_ent)) if n else 1.0
     v.layout(fig, "Sampler explainer: entropy-bound acceptance", _note(trace, row, step, acc),
-             legend=dict(orientation="h", yanchor="top", y=-0.14, x=0), bargap=0.05)
-    fig.update_layout(margin=dict(b=110, t=125), title_pad_b=34)  # room for panel titles
+             bargap=0.05)
+    fig.update_layout(margin=dict(t=110), title_pad_b=40)  # room for the top panel's caption
     fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)", row=2, col=1)
     fig.update_yaxes(title_text="nats", range=[0, 1.1 * max(ymax, 1e-6)], row=1, col=1)
     if zoom_top:
@@ -79,7 +82,7 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     for a in fig.layout.annotations:
         if a.text == _ALL or str(a.text).startswith("zoom on"):
             a.update(x=0, xanchor="left", font=dict(size=12, color=MUTED))
-    return fig
+    return size(fig, 2 * _PANEL_PX + _GAP_PX, legend=legend_entries(fig))
 
 
 def _entropy_bars(trace: Trace, row: int, step: int, ex: dict) -> go.Bar:

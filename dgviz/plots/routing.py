@@ -12,16 +12,20 @@ import plotly.graph_objects as go
 from .. import palette
 from ..trace import Trace
 from ._common import (
+    AXIS_BELOW,
     BUDGET_LEFT,
     MONO,
     MUTED,
+    TIMELINE_BELOW,
     View,
     boundary,
     check_layer,
     check_step,
     discrete_scale,
     int_axis,
-    position_height,
+    layer_px,
+    position_px,
+    size,
     step_custom,
     step_hover,
     texts,
@@ -96,8 +100,7 @@ def expert_weights(
     v.layout(fig, "Expert weights per position", note, plot_bgcolor="#F4F4F4")
     fig.update_xaxes(title_text="expert", showgrid=False)
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
-    fig.update_layout(height=position_height(trace.canvas_length))
-    return fig
+    return size(fig, position_px(length))
 
 
 # ============================================================================ over the run
@@ -147,7 +150,7 @@ def expert_load(
     _layer_axis(fig, n_layers)
     if n_exp <= 32:
         int_axis(fig, n_exp, "x")
-    return fig
+    return size(fig, layer_px(n_layers))
 
 
 def expert_churn(
@@ -195,7 +198,7 @@ def _churn_by_step(v: View, changed: np.ndarray, valid: np.ndarray) -> go.Figure
              "blank: a canvas's first step")
     _layer_axis(fig, n_layers)
     timeline(fig, trace, steps)
-    return fig
+    return size(fig, layer_px(n_layers), below=TIMELINE_BELOW)
 
 
 def _churn_by_position(
@@ -232,7 +235,7 @@ def _churn_by_position(
     _layer_axis(fig, n_layers)
     for c in canvases[1:]:
         boundary(fig, c * length - 0.5)
-    return fig
+    return size(fig, layer_px(n_layers))
 
 
 def router_entropy(trace: Trace, row: int = 0, canvas: int | None = None) -> go.Figure:
@@ -268,7 +271,7 @@ def router_entropy(trace: Trace, row: int = 0, canvas: int | None = None) -> go.
              "(uniform)")
     _layer_axis(fig, n_layers)
     timeline(fig, trace, steps)
-    return fig
+    return size(fig, layer_px(n_layers), below=TIMELINE_BELOW)
 
 
 def expert_map(
@@ -307,9 +310,8 @@ def expert_map(
     )
     v.layout(fig, "Top-1 expert per position and step", note)
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
-    fig.update_layout(height=position_height(trace.canvas_length))
     timeline(fig, trace, steps)
-    return fig
+    return size(fig, position_px(length), below=TIMELINE_BELOW)
 
 
 # ============================================================================ encoder
@@ -359,10 +361,14 @@ def encoder_routing(trace: Trace, row: int = 0, max_cells: int | None = None) ->
                     th.shown_note("token", f"{n_tok}×{n_layers}"), cnote) if q
     )
     v.layout(fig, "Encoder routing: top-1 expert per token read", note)
+    # the segment names sit on the plot's top edge: the title goes higher
+    fig.update_layout(title_pad_b=42, margin_t=110)
     fig.update_xaxes(title_text="token the encoder read" if show_ids else "encoder token index",
                      showgrid=False)
     _layer_axis(fig, n_layers, "encoder layer")
-    return fig
+    # tokens as tick labels, turned 60°: about 6 px a character (10 px monospace) times sin 60°
+    longest = max((len(str(t)) for t in labels), default=0) if show_ids else 0
+    return size(fig, layer_px(n_layers), below=AXIS_BELOW + min(160, math.ceil(5.3 * longest)))
 
 
 def _encoder_token_texts(trace: Trace, row: int, n_tok: int) -> np.ndarray:

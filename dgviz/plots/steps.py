@@ -10,14 +10,17 @@ from .. import palette
 from ..trace import FINAL, KEPT, NEW, RENOISED, STATE_NAMES, Trace, visible
 from ._common import (
     INK,
+    TIMELINE_BELOW,
     View,
     bin_mean,
     boundary,
     discrete_scale,
     gapped,
-    position_height,
+    legend_entries,
+    position_px,
     remaining_text,
     setting,
+    size,
     step_custom,
     step_hover,
     texts,
@@ -62,9 +65,8 @@ def _value_heatmap(
     v.layout(fig, f"{name.capitalize()} per position and step",
              th.mean_note(f"{length}×{steps.size}"))
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
-    fig.update_layout(height=position_height(trace.canvas_length))
     timeline(fig, trace, steps)
-    return fig
+    return size(fig, position_px(length), below=TIMELINE_BELOW)
 
 
 def confidence_heatmap(
@@ -123,13 +125,8 @@ def lock_in_map(
         note = (note + " · " if note else "") + f"{n_flips:,} flips: counts in hover only"
     v.layout(fig, "Lock-in map: state of every position at every step", note)
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
-    fig.update_layout(height=position_height(trace.canvas_length), margin=dict(b=120))
     timeline(fig, trace, steps)
-    # legend a fixed 75 px below the plot area, clear of the x-axis title at any figure height
-    layout = fig.layout
-    plot_px = max(layout.height - layout.margin.t - layout.margin.b, 1)
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-75 / plot_px, x=0))
-    return fig
+    return size(fig, position_px(length), below=TIMELINE_BELOW, legend=legend_entries(fig))
 
 
 def _state_heatmap(v: View, th) -> go.Heatmap:
@@ -238,12 +235,10 @@ def convergence_curve(trace: Trace, row: int = 0, canvas: int | None = None) -> 
                 + ": %{y:.1%}<extra></extra>",
             )
         )
-    v.layout(fig, "Convergence: share of the canvas already final",
-             legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
-    fig.update_layout(margin=dict(b=120))
+    v.layout(fig, "Convergence: share of the canvas already final")
     fig.update_yaxes(title_text="share of canvas positions", tickformat=".0%", range=[-0.02, 1.02])
     timeline(fig, trace, steps)
-    return fig
+    return size(fig, 320, below=TIMELINE_BELOW, legend=legend_entries(fig))
 
 
 def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> go.Figure:
@@ -298,10 +293,8 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     v.layout(
         fig, "Accepted per step and tokens per forward pass",
         f"{trace.forward_passes(row)} forward passes", barmode="stack",
-        legend=dict(orientation="h", yanchor="top", y=-0.16, x=0, traceorder="normal"),
-        bargap=0.1,
+        legend=dict(traceorder="normal"), bargap=0.1,
     )
-    fig.update_layout(margin=dict(b=120))
     top = int(max((new + again).max(), 1))
     fig.update_yaxes(title_text="positions accepted", rangemode="tozero", tickformat="d",
                      dtick=1 if top <= 8 else None, row=1, col=1)
@@ -312,7 +305,8 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
     fig.update_xaxes(showgrid=False, row=1, col=1)
     for c in np.unique(trace.step_canvas[steps])[1:]:
         boundary(fig, int(trace.canvas_bounds[c, 0]) - 0.5, row=1, col=1)
-    return fig
+    # 420 px: each panel's y axis title fits beside its own panel, clear of the other's
+    return size(fig, 420, below=TIMELINE_BELOW, legend=legend_entries(fig))
 
 
 def _new_and_again(v: View) -> tuple[np.ndarray, np.ndarray]:
