@@ -22,7 +22,7 @@ _EXPORTS = {
     "StepEvent": "recording",
     "Trace": "trace",
     "TraceFormatError": "trace",
-    "load_trace": "trace",
+    "load_trace": "tracefile",
     "Timeline": "widget",
     "show": "widget",
     "Comparison": "comparison",
@@ -32,15 +32,16 @@ _EXPORTS = {
     "Schedule": "schedules",
     "presets": "schedules",
 }
-_SUBMODULES = ("plots", "palette", "schedules", "comparison", "recording", "trace", "widget",
-               "html", "demo", "testing")
+_SUBMODULES = ("plots", "palette", "schedules", "comparison", "recording", "trace", "tracefile",
+               "trace_checks", "payload", "widget", "html", "demo", "testing")
 
 if TYPE_CHECKING:  # for IDEs and type checkers; at run time __getattr__ imports on demand
     from . import plots
     from .comparison import Comparison, compare, load_comparison, sweep
     from .recording import StepEvent, record
     from .schedules import Schedule, presets
-    from .trace import Trace, TraceFormatError, load_trace
+    from .trace import Trace, TraceFormatError
+    from .tracefile import load_trace
     from .widget import Timeline, show
 
 

@@ -3,7 +3,8 @@
     dgviz demo [--out DIR]                      record the demo model on its tasks, write a report
     dgviz record MODEL_DIR PROMPT [--out FILE]  record a prompt to a trace file
     dgviz export TRACE [--html FILE] [--gif FILE]
-    dgviz info TRACE
+    dgviz info [TRACE] [--short]                what a trace holds; without one, what is
+                                                installed here and what works
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--html", type=Path)
     exp.add_argument("--gif", type=Path)
 
-    info = sub.add_parser("info", help="print a summary of a trace file")
-    info.add_argument("trace", type=Path)
+    info = sub.add_parser("info", help="summarise a trace file, or (without one) the set-up")
+    info.add_argument("trace", type=Path, nargs="?")
+    info.add_argument("--short", action="store_true", help="one line of versions")
 
     args = parser.parse_args(argv)
     try:
@@ -151,6 +153,8 @@ def _export(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     import dgviz
 
+    if args.trace is None:
+        return _environment(short=args.short)
     trace = dgviz.load_trace(args.trace)
     print(repr(trace))
     print("settings:", json.dumps(trace.settings, default=str))
@@ -159,6 +163,55 @@ def _info(args: argparse.Namespace) -> int:
     for b, text in enumerate(trace.text):
         print(f"row {b}: {trace.forward_passes(b)} forward passes, "
               f"{float(trace.tokens_per_forward[b]):.2f} tokens/forward: {text!r}")
+    return 0
+
+
+def _environment(short: bool) -> int:
+    """What is installed and what works: the recorder, the diffusers path, exports, GPUs."""
+    import importlib.util
+    import shutil
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    import dgviz
+
+    names = ("torch", "transformers", "diffusers", "accelerate", "anywidget", "plotly",
+             "pillow", "kaleido")
+    versions = {name: installed(name) for name in names}
+    if short:
+        print(", ".join(f"{k} {v}" for k, v in {"dgviz": dgviz.__version__, **versions}.items()
+                        if v is not None))
+        return 0
+    print(f"dgviz {dgviz.__version__}")
+    for name, v in versions.items():
+        print(f"  {name:13} {v or 'not installed'}")
+    checks = []
+    has_model = importlib.util.find_spec("transformers.models.diffusion_gemma") is not None
+    checks.append(("record DiffusionGemma (transformers)", has_model,
+                   "" if has_model else "this transformers has no diffusion_gemma: upgrade it"))
+    from dgviz.recording.diffusers_loop import diffusers_incompatibility
+
+    problem = diffusers_incompatibility()
+    checks.append(("record DiffusionGemmaPipeline (diffusers)", problem is None, problem or ""))
+    checks.append(("Trace.to_gif (Pillow)", versions["pillow"] is not None,
+                   "" if versions["pillow"] else "pip install pillow"))
+    kaleido_ok = versions["kaleido"] is not None
+    checks.append(("static figure export (kaleido)", kaleido_ok,
+                   "" if kaleido_ok else "pip install 'dgviz[export]'"))
+    chromium = shutil.which("chromium") or shutil.which("google-chrome")
+    checks.append(("a browser for kaleido and the browser tests", chromium is not None,
+                   chromium or "apt-get install chromium"))
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    checks.append((f"CUDA GPUs: {gpus}", gpus > 0, "" if gpus else "CPU only"))
+    for what, ok, note in checks:
+        print(f"  [{'x' if ok else ' '}] {what}" + (f": {note}" if note else ""))
     return 0
 
 

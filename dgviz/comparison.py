@@ -34,7 +34,8 @@ import numpy as np
 
 from .palette import label_color  # noqa: F401 (dgviz.comparison.label_color, as before)
 from .schedules import as_schedule
-from .trace import Trace, load_trace
+from .trace import Trace
+from .tracefile import load_trace
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -50,7 +51,7 @@ BUNDLE_VERSION = 1
 
 #: The columns of `Comparison.summary`, in order.
 SUMMARY_COLUMNS = (
-    "label", "seed", "kind", "sampler", "complete", "canvases", "steps", "forward_passes",
+    "label", "seed", "kind", "family", "sampler", "complete", "canvases", "steps", "forward_passes",
     "forward_passes_per_canvas", "tokens_per_forward", "wall_seconds", "mean_final_confidence",
     "steps_to_50", "steps_to_90", "steps_to_100", "agreement", "score", "text",
 )
@@ -226,6 +227,7 @@ class Comparison:
                 "label": run.label,
                 "seed": run.seed,
                 "kind": run.schedule.get("kind", t.meta.get("source", "")),
+                "family": t.family,
                 "sampler": t.settings.get("sampler", ""),
                 "complete": t.complete,
                 "canvases": t.num_canvases,
@@ -256,8 +258,8 @@ class Comparison:
         import pandas as pd
 
         df = self.summary
-        numeric = [c for c in SUMMARY_COLUMNS if c not in ("label", "seed", "kind", "sampler",
-                                                            "complete", "text")]
+        numeric = [c for c in SUMMARY_COLUMNS if c not in ("label", "seed", "kind", "family",
+                                                            "sampler", "complete", "text")]
         grouped = df.groupby("label", sort=False)
         out = grouped[numeric].mean()
         out.insert(0, "runs", grouped.size())
@@ -444,6 +446,8 @@ def _auto_label(trace: Trace, index: int) -> str:
         return sched["name"]
     s = trace.settings
     parts = [str(s.get("sampler", "run"))]
+    if trace.family != "diffusion_gemma":  # another model family: say which
+        parts.insert(0, trace.family)
     for key in ("max_denoising_steps", "entropy_bound", "t_min", "t_max"):
         if s.get(key) is not None:
             parts.append(f"{key}={s[key]}")

@@ -7,9 +7,11 @@ entropy), readable in greyscale too.
 
 from __future__ import annotations
 
-# Position states (`dgviz.trace.RENOISED, NEW, KEPT, FINAL`), in that order.
-STATE_COLORS = ("#BBBBBB", "#E69F00", "#56B4E9", "#009E73")
-STATE_TEXT_COLORS = ("#666666", "#000000", "#000000", "#FFFFFF")
+# Position states (`dgviz.trace.RENOISED, NEW, KEPT, FINAL, MASKED`), in that order. MASKED (a
+# masked-diffusion position still holding the mask token, LLaDA2) is a dark neutral grey: "empty",
+# apart from the pale grey of a re-noised (random) token.
+STATE_COLORS = ("#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A")
+STATE_TEXT_COLORS = ("#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF")
 
 CONFIDENCE_SCALE = "Cividis"
 ENTROPY_SCALE = "Magma_r"

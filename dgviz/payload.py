@@ -145,6 +145,8 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "row": row,
             "batch_size": trace.batch_size,
             "pad_token_id": settings.get("pad_token_id"),
+            "family": trace.family,
+            "mask_token_id": trace.mask_token_id,  # masked diffusion: the legend shows "masked"
             "versions": trace.meta.get("versions", {}),
         }),
         "palette": palette.as_dict(),

@@ -37,6 +37,7 @@ __all__ = [
     "FixedRateSampler",
     "Schedule",
     "as_schedule",
+    "diffusers_unavailable",
     "presets",
 ]
 
@@ -402,6 +403,10 @@ def presets(*, diffusers: bool = True, steps: int = 48) -> dict[str, Schedule]:
 
     ``steps`` is the budget of the "many steps" schedules (transformers' default is 48). Pick a
     few for a sweep (``{k: p[k] for k in (...)}``): each costs one run per seed.
+
+    The diffusers schedules (``"ddim"``, ``"block refinement"``, ...) are included when
+    ``diffusers`` is True and diffusers' pipeline can run here; `diffusers_unavailable` says
+    why not otherwise (e.g. diffusers 0.42 with transformers >= 5.24).
     """
     few = max(2, steps // 12)
     out = {
@@ -435,11 +440,9 @@ def presets(*, diffusers: bool = True, steps: int = 48) -> dict[str, Schedule]:
             description="custom rule: commit on MaskGIT's cosine schedule over "
             f"{max(4, steps // 3)} steps (few first, most at the end)."),
     }
-    if diffusers:
-        try:
-            import diffusers as _d
-        except ImportError:
-            return out
+    if diffusers and diffusers_unavailable() is None:
+        import diffusers as _d
+
         n = max(4, steps // 3)
         out.update({
             "diffusers entropy bound": Schedule.diffusers(
@@ -464,3 +467,12 @@ def presets(*, diffusers: bool = True, steps: int = 48) -> dict[str, Schedule]:
                 "the canvas committed per step, 4 steps."),
         })
     return out
+
+
+def diffusers_unavailable() -> str | None:
+    """Why the diffusers schedules cannot run here (not installed, or installed beside a
+    transformers it does not support), or None when they can."""
+    from .recording.diffusers_loop import diffusers_incompatibility
+
+    return diffusers_incompatibility()
+

@@ -17,22 +17,16 @@ Axes (the same letters in every docstring):
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import InitVar, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-FORMAT_NAME = "dgviz-trace"
-FORMAT_VERSION = 1
-
-
-class TraceFormatError(ValueError):
-    """A file is not a dgviz trace, is damaged, or was written by a newer dgviz."""
-
+from .trace_checks import TraceFormatError as TraceFormatError  # re-exported: part of the API
+from .trace_checks import check_shapes, check_token_text, check_values
 
 # Arrays every trace has, with their dtype; `None` marks optional (routing) arrays.
 _ARRAY_DTYPES: dict[str, Any] = {
@@ -43,7 +37,7 @@ _ARRAY_DTYPES: dict[str, Any] = {
     "confidence": np.float32,
     "entropy": np.float32,
     "topk_ids": np.int32,
-    "topk_probs": np.float32,
+    "topk_probs": np.float16,  # 3 significant digits: enough for any view
     "active": np.bool_,
     "stop": np.bool_,
     "step_canvas": np.int32,
@@ -65,8 +59,12 @@ _OPTIONAL_DTYPES: dict[str, Any] = {
 
 
 # Position states per step, the one colour language of every view (see `dgviz.palette`).
-RENOISED, NEW, KEPT, FINAL = 0, 1, 2, 3
-STATE_NAMES = ("re-noised", "accepted this step", "accepted earlier", "final")
+RENOISED, NEW, KEPT, FINAL, MASKED = 0, 1, 2, 3, 4
+STATE_NAMES = ("re-noised", "accepted this step", "accepted earlier", "final", "masked")
+# The states each kind of run has, in legend order: uniform-noise diffusion (DiffusionGemma)
+# re-noises what it does not accept; masked diffusion (LLaDA2) leaves it masked.
+UNIFORM_STATES = (RENOISED, NEW, KEPT, FINAL)
+MASKED_STATES = (MASKED, NEW, KEPT, FINAL)
 
 
 def visible(text: str) -> str:
@@ -87,7 +85,7 @@ class Trace:
     - ``accepted`` bool ``[B, S, L]``: kept by the sampler this step; the rest was re-noised.
     - ``confidence`` float32 ``[B, S, L]``: highest probability after the temperature schedule.
     - ``entropy`` float32 ``[B, S, L]``: entropy (nats) of that distribution.
-    - ``topk_ids`` int32 / ``topk_probs`` float32 ``[B, S, L, K]``: the most likely tokens.
+    - ``topk_ids`` int32 / ``topk_probs`` float16 ``[B, S, L, K]``: the most likely tokens.
     - ``active`` bool ``[B, S]``: the row was still denoising (a row that stopped early keeps
       its draft while the other rows go on; its other values at that step mean nothing).
     - ``stop`` bool ``[B, S]``: the adaptive stop criterion fired after this step.
@@ -131,48 +129,22 @@ class Trace:
     encoder_expert_ids: np.ndarray | None = None
     encoder_expert_weights: np.ndarray | None = None
     encoder_router_entropy: np.ndarray | None = None
+    validate: InitVar[bool] = True
+    """Check every value (see `dgviz.trace_checks`); the recorder's live snapshots skip it."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, validate: bool) -> None:
         for name, dtype in {**_ARRAY_DTYPES, **_OPTIONAL_DTYPES}.items():
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, np.ascontiguousarray(value, dtype=dtype))
-        self.token_text = {int(k): str(v) for k, v in self.token_text.items()}
-        self._check_shapes()
-
-    def _check_shapes(self) -> None:
-        b, s, length = self.canvas_in.shape
-        expect = {
-            "sampled": (b, s, length),
-            "draft": (b, s, length),
-            "accepted": (b, s, length),
-            "confidence": (b, s, length),
-            "entropy": (b, s, length),
-            "active": (b, s),
-            "stop": (b, s),
-            "step_canvas": (s,),
-            "step_remaining": (s,),
-            "temperature": (s,),
-            "step_seconds": (s,),
-            "tokens_per_forward": (b,),
-        }
-        for name, shape in expect.items():
-            got = getattr(self, name).shape
-            if got != shape:
-                raise TraceFormatError(f"Trace.{name} has shape {got}, expected {shape}.")
-        if (self.topk_ids.shape[:3] != (b, s, length)
-                or self.topk_probs.shape != self.topk_ids.shape):
-            raise TraceFormatError(
-                f"Trace.topk_ids/topk_probs have shapes {self.topk_ids.shape} / "
-                f"{self.topk_probs.shape}, expected ({b}, {s}, {length}, K) each."
-            )
-        if self.expert_ids is not None:
-            n, k = self.expert_ids.shape[2], self.expert_ids.shape[4]
-            if self.expert_ids.shape != (b, s, n, length, k):
-                raise TraceFormatError(
-                    f"Trace.expert_ids has shape {self.expert_ids.shape}, expected "
-                    f"({b}, {s}, N, {length}, k)."
-                )
+        check_shapes(self)
+        if validate:
+            self.token_text = check_token_text(self.token_text)
+            model = self.meta.get("model") if isinstance(self.meta, dict) else None
+            vocab = model.get("vocab_size") if isinstance(model, dict) else None
+            experts = self.meta.get("num_experts") if isinstance(self.meta, dict) else None
+            check_values(self, vocab if isinstance(vocab, int) else None,
+                         experts if isinstance(experts, int) else None)
 
     # ------------------------------------------------------------------ sizes and facts
     @property
@@ -209,6 +181,24 @@ class Trace:
         """Raise `IndexError` unless ``row`` is a batch row of this trace."""
         if not 0 <= row < self.batch_size:
             raise IndexError(f"row {row} out of range: this trace has {self.batch_size} row(s).")
+
+    @property
+    def family(self) -> str:
+        """The model family that produced the run: ``"diffusion_gemma"`` (traces without a
+        ``meta["family"]``: every DiffusionGemma trace) or ``"llada2"``."""
+        return str(self.meta.get("family", "diffusion_gemma"))
+
+    @property
+    def mask_token_id(self) -> int | None:
+        """The mask token of a masked-diffusion run (LLaDA2), None for uniform-noise runs."""
+        value = self.meta.get("mask_token_id")
+        return None if value is None else int(value)
+
+    @property
+    def state_values(self) -> tuple[int, ...]:
+        """The states this run's positions can take, in legend order (`MASKED_STATES` for
+        masked diffusion, else `UNIFORM_STATES`)."""
+        return UNIFORM_STATES if self.mask_token_id is None else MASKED_STATES
 
     @property
     def complete(self) -> bool:
@@ -292,12 +282,16 @@ class Trace:
 
     @cached_property
     def flips(self) -> np.ndarray:
-        """int32 ``[B, C, L]``: how often the draft changed between consecutive active steps."""
+        """int32 ``[B, C, L]``: how often the draft changed between consecutive active steps
+        (masked diffusion: a mask being filled does not count; edits do)."""
         out = np.zeros((self.batch_size, self.num_canvases, self.canvas_length), dtype=np.int32)
         for c, (lo, _) in enumerate(self.canvas_bounds):
             for b in range(self.batch_size):
                 d = self.draft[b, lo : self.last_active_step[b, c] + 1]
-                out[b, c] = (d[1:] != d[:-1]).sum(axis=0)
+                changed = d[1:] != d[:-1]
+                if self.mask_token_id is not None:  # filling a mask is a commit, not a flip
+                    changed &= d[:-1] != self.mask_token_id
+                out[b, c] = changed.sum(axis=0)
         return out
 
     @cached_property
@@ -320,6 +314,10 @@ class Trace:
         before; ``FINAL`` (3) the draft already holds the canvas's final token and keeps it to the
         end (from `lock_in` on), whether or not the sampler accepted it. Steps where a row was no
         longer active repeat its last active state.
+
+        Masked diffusion (LLaDA2, ``meta["mask_token_id"]`` set): ``MASKED`` (4) the position
+        still holds the mask token; an edit (a committed token replaced) is ``NEW``; nothing is
+        ever ``RENOISED``.
         """
         return self._states(in_progress=None)
 
@@ -335,9 +333,18 @@ class Trace:
             prev = np.zeros_like(acc)
             prev[:, 1:] = acc[:, :-1]
             state = np.where(acc, np.where(prev, KEPT, NEW), RENOISED).astype(np.uint8)
+            mask = self.mask_token_id
+            if mask is not None:  # masked diffusion: an edit commits a new token this step
+                d = self.draft[:, lo:hi]
+                edited = np.zeros_like(acc)
+                edited[:, 1:] = (d[:, 1:] != d[:, :-1]) & (d[:, :-1] != mask)
+                state[acc & prev & edited] = NEW
             if c != in_progress:
                 steps = np.arange(lo, hi)[None, :, None]
                 state[steps >= self.lock_in[:, c][:, None, :]] = FINAL
+            if mask is not None:  # still masked, whatever the canvas ends with
+                state[self.draft[:, lo:hi] == mask] = MASKED
+            if c != in_progress:
                 for b in range(self.batch_size):  # inactive tail: freeze the last active state
                     last = self.last_active_step[b, c] - lo
                     state[b, last + 1:] = state[b, last]
@@ -432,27 +439,12 @@ class Trace:
         return pd.DataFrame(data)
 
     def save(self, path: str | Path) -> Path:
-        """Write the trace to one file (safetensors arrays + JSON metadata; no pickle).
+        """Write the trace to one file (safetensors arrays + JSON metadata, checksummed; no
+        pickle; see `dgviz.tracefile`). The suffix ``.dgtrace`` is conventional. Returns the
+        path written."""
+        from .tracefile import save_trace
 
-        The suffix ``.dgtrace`` is conventional. Returns the path written.
-        """
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        tensors = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, np.ndarray):
-                tensors[f.name] = np.ascontiguousarray(value)
-        header = {
-            "format": FORMAT_NAME,
-            "version": str(FORMAT_VERSION),
-            "meta": json.dumps(self.meta, default=_json_default),
-            "token_text": json.dumps(self.token_text),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(path), metadata=header)
-        return path
+        return save_trace(self, path)
 
     def to_html(self, path: str | Path, **kwargs: Any) -> Path:
         """Write one self-contained HTML file that replays this run without a kernel."""
@@ -481,49 +473,4 @@ class Trace:
         )
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return repr(value)
-
-
-def load_trace(path: str | Path) -> Trace:
-    """Read a trace written by `Trace.save`. Never unpickles anything."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No trace file at {path}.")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
-            arrays = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open API)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise TraceFormatError(
-            f"{path} is not a readable dgviz trace ({err}). Traces are written by Trace.save(); "
-            "if this one was, the file is damaged or truncated: record the run again."
-        ) from err
-    if header.get("format") != FORMAT_NAME:
-        raise TraceFormatError(
-            f"{path} is a safetensors file but not a dgviz trace (no '{FORMAT_NAME}' header)."
-        )
-    version = int(header.get("version", "0"))
-    if version > FORMAT_VERSION:
-        raise TraceFormatError(
-            f"{path} was written in trace format {version} by a newer dgviz; this dgviz reads "
-            f"format {FORMAT_VERSION}. Upgrade dgviz (pip install -U dgviz) to read it."
-        )
-    missing = sorted(set(_ARRAY_DTYPES) - set(arrays))
-    if missing:
-        raise TraceFormatError(f"{path} lacks the arrays {missing}: the file is damaged.")
-    try:
-        meta = json.loads(header.get("meta", "{}"))
-        token_text = json.loads(header.get("token_text", "{}"))
-    except json.JSONDecodeError as err:
-        raise TraceFormatError(f"{path} has damaged metadata ({err}).") from err
-    known = {f.name for f in fields(Trace)}
-    return Trace(
-        **{k: v for k, v in arrays.items() if k in known}, token_text=token_text, meta=meta
-    )
+REQUIRED_ARRAYS = tuple(_ARRAY_DTYPES)  # every trace file has these

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Set up dgviz on a fresh machine: a virtual environment in .venv with everything installed.
-#   bash scripts/setup.sh        # the package and its runtime dependencies (enough for `dgviz demo`)
-#   bash scripts/setup.sh test   # + test dependencies and, as root on Debian, chromium for browser tests
+# Set up dgviz on a fresh machine: a virtual environment with everything installed.
+#   bash scripts/setup.sh            # .venv: dgviz on the newest transformers (enough for `dgviz demo`
+#                                    #   and every notebook)
+#   bash scripts/setup.sh test       # .venv + the test extras and, as root on Debian, chromium
+#   bash scripts/setup.sh diffusers  # .venv-diffusers: the test extras + diffusers' pipeline path,
+#                                    #   on the transformers releases diffusers supports (< 5.24)
 # Re-running is cheap: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,9 +13,16 @@ PY=${DGVIZ_PYTHON:-python3}
 # Override with DGVIZ_TORCH_SPEC (e.g. "torch" on a GPU machine).
 TORCH_SPEC=${DGVIZ_TORCH_SPEC:-torch==2.13.0}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+mode=${1:-}
+case "$mode" in
+  "") venv=.venv; extras="" ;;
+  test) venv=.venv; extras="[test]" ;;
+  diffusers) venv=.venv-diffusers; extras="[test,diffusers]" ;;
+  *) echo "usage: bash scripts/setup.sh [test|diffusers]" >&2; exit 2 ;;
+esac
 
 apt_pid=""
-if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1 \
+if [ -n "$mode" ] && ! command -v chromium >/dev/null 2>&1 \
    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # chromium drives the browser tests and plotly's static export; install it while pip runs
   ( apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium ) \
@@ -20,13 +30,9 @@ if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1 \
   apt_pid=$!
 fi
 
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q "$TORCH_SPEC"
-if [ "${1:-}" = "test" ]; then
-  .venv/bin/pip install -q -e ".[test]"
-else
-  .venv/bin/pip install -q -e .
-fi
+[ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+"$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/pip" install -q "$TORCH_SPEC"
+"$venv/bin/pip" install -q -e ".$extras"
 
 if [ -n "$apt_pid" ]; then
   if ! wait "$apt_pid"; then
@@ -35,4 +41,4 @@ if [ -n "$apt_pid" ]; then
     exit 1
   fi
 fi
-echo "setup: done ($(.venv/bin/python -c 'import dgviz, torch, transformers; print("dgviz", dgviz.__version__, "torch", torch.__version__, "transformers", transformers.__version__)'))"
+echo "setup: done in $venv ($("$venv/bin/python" -m dgviz info --short))"

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from dgviz.recording.diffusers_loop import diffusers_incompatibility
+
+_DIFFUSERS_PROBLEM = diffusers_incompatibility()
+DIFFUSERS_SKIP_REASON = (
+    f"diffusers' pipeline cannot run here: {_DIFFUSERS_PROBLEM}. CI runs these tests in the "
+    "diffusers environment (bash scripts/setup.sh diffusers).")
+needs_diffusers = pytest.mark.skipif(_DIFFUSERS_PROBLEM is not None, reason=DIFFUSERS_SKIP_REASON)
+
 
 @pytest.fixture(scope="session")
 def tiny():

@@ -20,7 +20,8 @@ PACKAGE = ROOT / "dgviz"
 PRIVATE = re.compile(
     r"\b(generation_diffusion_gemma|modeling_diffusion_gemma|pipeline_diffusion_gemma"
     r"|_prepare_sampler|_denoising_step|_prepare_denoiser_inputs|_finalize_canvas"
-    r"|_prepare_diffusion_stopping_criteria|_prepare_inputs|step_correct)\b"
+    r"|_prepare_diffusion_stopping_criteria|_prepare_inputs|step_correct"
+    r"|pipeline_llada2|_prepare_input_ids|_top_k_filtering|_top_p_filtering)\b"
 )
 
 

@@ -125,7 +125,7 @@ def test_lock_in_map_matches_trace(trace):
     np.testing.assert_array_equal(np.asarray(hm.z), trace.states[0].T)
     # the state colours are the widget's
     scale_colors = [c for _, c in hm.colorscale]
-    assert scale_colors[::2] == list(palette.STATE_COLORS)
+    assert scale_colors[::2] == list(palette.STATE_COLORS[:4])  # a DiffusionGemma run's four
     assert list(hm.colorbar.tickvals) == [0, 1, 2, 3]
     lock = next(t for t in fig.data if t.name and t.name.startswith("lock-in"))
     x = np.asarray(lock.x) + 0.5
@@ -422,6 +422,8 @@ def _two_rows(trace: dgviz.Trace) -> dgviz.Trace:
             kwargs[f.name] = np.concatenate([value, value], axis=0)
     kwargs["confidence"][1] *= 0.5
     kwargs["active"][1, 20:] = False
+    kwargs["meta"] = {**trace.meta, **{key: trace.meta[key] * 2 for key in ("text", "prompt_text")
+                                        if key in trace.meta}}
     return dgviz.Trace(**kwargs)
 
 
@@ -609,7 +611,7 @@ def test_importing_plots_needs_no_torch_and_no_pillow():
     assert done.returncode == 0, done.stderr[-2000:]
     heavy, others = done.stdout.splitlines()
     assert heavy == "[]"
-    assert others == "['dgviz.palette', 'dgviz.trace']"
+    assert others == "['dgviz.palette', 'dgviz.trace', 'dgviz.trace_checks']"
 
 
 def test_comparison_methods_are_the_plots_functions():

@@ -76,8 +76,9 @@ def test_invariants(tiny):
     assert (trace.confidence > 0).all()
     assert (trace.confidence <= 1).all()
     assert (trace.entropy >= 0).all()
-    np.testing.assert_allclose(trace.topk_probs[..., 0], trace.confidence)
-    assert (np.diff(trace.topk_probs, axis=-1) <= 1e-7).all()
+    # (top-k probabilities are stored as float16: 3 significant digits)
+    np.testing.assert_allclose(trace.topk_probs[..., 0], trace.confidence, rtol=1e-3)
+    assert (np.diff(trace.topk_probs, axis=-1) <= 0).all()
     # the draft is the argmax: the top-1 alternative
     np.testing.assert_array_equal(trace.draft, trace.topk_ids[..., 0])
     # accepted positions hold the sampled token in the next step's canvas; the rest was re-noised
@@ -248,7 +249,7 @@ def test_rejects_a_tokenizer_that_does_not_fit(tiny):
 @pytest.mark.parametrize("prompt", ["", [], torch.zeros((1, 0), dtype=torch.long)])
 def test_rejects_empty_prompts(tiny, prompt):
     model, tok = tiny
-    with pytest.raises((ValueError, TypeError), match=r"empty|zero tokens"):
+    with pytest.raises((ValueError, TypeError), match=r"empty|blank|zero tokens"):
         dgviz.record(model, tok, prompt)
 
 
@@ -261,7 +262,7 @@ def test_rejects_out_of_vocabulary_ids(tiny):
 @pytest.mark.parametrize("steps", [0, -3, 2.5])
 def test_rejects_bad_step_counts(tiny, steps):
     model, tok = tiny
-    with pytest.raises(ValueError, match="max_denoising_steps must be an integer >= 1"):
+    with pytest.raises((ValueError, TypeError), match="max_denoising_steps must be"):
         dgviz.record(model, tok, "the cat", max_denoising_steps=steps)
 
 
@@ -269,3 +270,38 @@ def test_rejects_missing_tokenizer(tiny):
     model, _ = tiny
     with pytest.raises(TypeError, match="needs the model's tokenizer"):
         dgviz.record(model, None, "the cat")
+
+
+def _metaspace_tokenizer():
+    """A sentencepiece-style tokenizer (▁ word starts, byte fallback), built in code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    pieces = ["<pad>", "<eos>", "<bos>", "<unk>", "▁the", "▁cat", "s", "▁", "at", "<0x0A>",
+              "<0xE2>", "<0x82>", "<0xAC>", "é", "▁naïve"]
+    vocab = [(p, -float(i)) for i, p in enumerate(pieces)]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=True))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace()
+    backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace()])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>",
+                                   eos_token="<eos>", bos_token="<bos>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize("make", ["tiny", "demo", "metaspace"])
+def test_token_text_in_one_call_equals_one_decode_per_id(make):
+    from dgviz.demo.vocab import build_tokenizer
+    from dgviz.recording.tokens import token_texts
+    from dgviz.testing import tiny_tokenizer
+
+    tok = {"tiny": lambda: tiny_tokenizer(64), "demo": build_tokenizer,
+           "metaspace": _metaspace_tokenizer}[make]()
+    ids = np.arange(len(tok))
+    batched = token_texts(tok, ids)
+    for i in ids:
+        piece = tok.convert_ids_to_tokens(int(i))
+        one = tok.decode([int(i)], skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if piece[:1] == "▁" and not one.startswith(" "):
+            one = " " + one
+        assert batched[int(i)] == one, (int(i), piece)
+    if make == "metaspace":
+        assert batched[4] == " the"  # the word start keeps its space

@@ -7,11 +7,13 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import DIFFUSERS_SKIP_REASON, needs_diffusers
 
 import dgviz
 from dgviz.testing import tiny_model
 
-diffusers = pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
+pytestmark = needs_diffusers
+diffusers = pytest.importorskip("diffusers", reason=DIFFUSERS_SKIP_REASON)
 
 SCHEDULERS = {
     "entropy_bound": lambda: diffusers.EntropyBoundScheduler(entropy_bound=0.5),
@@ -115,3 +117,22 @@ def test_pipeline_rejects_batches_and_ids(model_and_tokenizer):
         dgviz.record(pipe, None, [4, 5, 6])
     with pytest.raises(ValueError, match="empty"):
         dgviz.record(pipe, None, "")
+
+
+def test_an_incompatible_transformers_is_refused_before_running(model_and_tokenizer, monkeypatch):
+    """diffusers 0.42 with transformers >= 5.24 (the mask builder renamed past_key_values)."""
+    from transformers import DiffusionGemmaDecoderModel
+
+    model, tok = model_and_tokenizer
+    pipe = _pipe(model, tok, diffusers.EntropyBoundScheduler())
+
+    def renamed(config, inputs_embeds, cache, decoder_attention_mask=None):
+        raise AssertionError("the pipeline ran")  # pragma: no cover
+
+    monkeypatch.setattr(DiffusionGemmaDecoderModel, "create_diffusion_decoder_attention_mask",
+                        staticmethod(renamed))
+    with pytest.raises(RuntimeError, match=r"past_key_values=.*transformers < 5\.24"):
+        dgviz.record(pipe, None, "the cat sat", seed=0)
+    assert dgviz.schedules.diffusers_unavailable() is not None
+    assert "ddim" not in dgviz.presets()
+

@@ -9,7 +9,8 @@ import pytest
 
 import dgviz
 from dgviz.testing import tiny_model
-from dgviz.trace import FINAL, KEPT, NEW, RENOISED, Trace, TraceFormatError, load_trace
+from dgviz.trace import FINAL, KEPT, NEW, RENOISED, Trace, TraceFormatError
+from dgviz.tracefile import load_trace
 
 
 def hand_trace() -> Trace:

@@ -251,7 +251,7 @@ def test_live_errors_show_in_the_widget(tiny):
     w = show(model, tok, "", interval=0.0, max_new_tokens=16)
     w.wait(timeout=60)
     assert w.status.startswith("error")
-    assert "empty" in w.error
+    assert "blank" in w.error
     assert isinstance(w.exception, ValueError)
 
 

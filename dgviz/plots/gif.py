@@ -51,7 +51,7 @@ def canvas_gif(
     cells = texts(trace, trace.draft[row, v.steps])
     heads = [_head(trace, s) for s in v.steps]
     box = _Box.fit(trace, cells, heads, columns, cell_width, font_size)
-    to_p = _Paletter(_gif_palette())
+    to_p = _Paletter(_gif_palette(trace.state_values))
     frames = []
     for i, s in enumerate(v.steps):
         img = Image.new("RGB", (box.width, box.height), "#FFFFFF")
@@ -153,7 +153,8 @@ def _draw_frame(draw: Any, box: _Box, trace: Trace, row: int, s: int, head: str,
                   fill=palette.STATE_TEXT_COLORS[k], font=box.font)
     ly = box.grid_end + 2 * gap + 4
     lx = pad
-    for k, name in enumerate(STATE_NAMES):
+    for k in trace.state_values:
+        name = STATE_NAMES[k]
         draw.rectangle((lx, ly, lx + 14, ly + 14), fill=palette.STATE_COLORS[k])
         draw.text((lx + 20, ly - 1), name, fill=INK, font=box.small)
         lx += 28 + int(draw.textlength(name, font=box.small)) + 12
@@ -190,12 +191,12 @@ def _hex(color: str) -> tuple[int, int, int]:
     return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-def _gif_palette() -> np.ndarray:
-    """One fixed palette for every frame: the state colours, text colours and the anti-aliasing
-    shades between them (uint8 ``[K, 3]``). A shared palette lets the GIF store only what
-    changed between frames."""
+def _gif_palette(states: tuple[int, ...]) -> np.ndarray:
+    """One fixed palette for every frame: the colours and text colours of the run's ``states``
+    and the anti-aliasing shades between them (uint8 ``[K, 3]``). A shared palette lets the GIF
+    store only what changed between frames."""
     pairs = [("#FFFFFF", INK), ("#FFFFFF", MUTED)]
-    pairs += list(zip(palette.STATE_COLORS, palette.STATE_TEXT_COLORS, strict=True))
+    pairs += [(palette.STATE_COLORS[k], palette.STATE_TEXT_COLORS[k]) for k in sorted(states)]
     colors: list[tuple[int, ...]] = []
     for bg, fg in pairs:
         a, b = _hex(bg), _hex(fg)

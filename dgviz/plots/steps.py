@@ -7,7 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import palette
-from ..trace import FINAL, KEPT, NEW, RENOISED, STATE_NAMES, Trace, visible
+from ..trace import FINAL, KEPT, NEW, STATE_NAMES, Trace, visible
 from ._common import (
     INK,
     TIMELINE_BELOW,
@@ -99,7 +99,8 @@ def lock_in_map(
 ) -> go.Figure:
     """Each position's state at each step, in the widget's four colours; lock-in and flips marked.
 
-    Cells are `Trace.states` (re-noised / accepted this step / accepted earlier / final). The
+    Cells are `Trace.states` (re-noised or, masked diffusion, masked / accepted this step /
+    accepted earlier / final). The
     green "final" region of a position starts at its lock-in step (`Trace.lock_in`: the draft
     holds its final token from there on, accepted or not), marked with a bar; ``×`` marks a step
     where the draft changed (a flip; `Trace.flips` counts them). Positions final from their
@@ -143,14 +144,16 @@ def _state_heatmap(v: View, th) -> go.Heatmap:
     flips = trace.flips[row][canv[:, None], pos][keep]
     names = np.array(STATE_NAMES, dtype=object)
     text = cells + " · " + names[z.astype(int)]  # token and state, one string a cell
+    shown = trace.state_values  # the run's own states (masked diffusion: "masked", no re-noise)
+    n = max(shown) + 1
     custom = np.concatenate(
         [step_custom(trace, x, length), lock.T[..., None], flips.T[..., None]], axis=-1
     ).astype(np.int32)
     return go.Heatmap(
         z=z.T.astype(np.int8), x=x, y=np.arange(length), text=text.T, customdata=custom,
-        colorscale=discrete_scale(palette.STATE_COLORS), zmin=-0.5, zmax=3.5,
+        colorscale=discrete_scale(palette.STATE_COLORS[:n]), zmin=-0.5, zmax=n - 0.5,
         colorbar=dict(
-            tickvals=[RENOISED, NEW, KEPT, FINAL], ticktext=list(STATE_NAMES),
+            tickvals=list(shown), ticktext=[STATE_NAMES[s] for s in shown],
             thickness=14, title=dict(text="state"),
         ),
         xgap=0, ygap=1 if length <= 40 else 0, name="state",
@@ -192,6 +195,8 @@ def _flip_cells(v: View) -> np.ndarray:
     canv = trace.step_canvas[steps]
     changed = np.zeros(draft.shape, dtype=bool)
     changed[1:] = draft[1:] != draft[:-1]
+    if trace.mask_token_id is not None:  # filling a mask is no flip (as `Trace.flips`)
+        changed[1:] &= draft[:-1] != trace.mask_token_id
     changed[np.r_[True, canv[1:] != canv[:-1]]] = False
     changed &= v.active[:, None]
     if steps.size > 1:

@@ -9,6 +9,7 @@ canvas x vocabulary tensor. All wrappers and hooks are removed when `record` ret
 interrupted.
 
 - `transformers_loop`: ``generate``'s wrappers; `diffusers_loop`: the pipeline's;
+  `llada2_loop`: diffusers' ``LLaDA2Pipeline`` (LLaDA 2.x, masked diffusion);
 - `collector`: the per-step arrays, `StepEvent`, building the `Trace`;
 - `tokens`: prompt encoding and token text; `model_access`: devices, routers, model facts;
 - `samplers`: the protocol a custom sampler implements inside ``generate``.
@@ -22,7 +23,8 @@ from typing import Any
 from ..trace import Trace
 from .collector import StepEvent
 from .diffusers_loop import record_pipeline
-from .model_access import is_pipeline
+from .llada2_loop import is_llada2_pipeline, record_llada2
+from .model_access import check_model, is_pipeline
 from .tokens import encode_prompt
 from .transformers_loop import record_generate
 
@@ -47,7 +49,8 @@ def record(
     ----------
     model:
         A ``DiffusionGemmaForBlockDiffusion`` (a tiny one or the real 26B-A4B, any device map),
-        or a diffusers ``DiffusionGemmaPipeline`` (then ``tokenizer`` may be ``None``).
+        or a diffusers ``DiffusionGemmaPipeline`` (then ``tokenizer`` may be ``None``), or a
+        diffusers ``LLaDA2Pipeline`` (LLaDA 2.x; see `dgviz.recording.llada2_loop`).
     tokenizer:
         Its tokenizer or processor (used to tokenize the prompt and to decode token text).
     prompt:
@@ -78,9 +81,19 @@ def record(
         come back as a trace with ``trace.complete == False`` and a warning. If generation
         raises, the partial trace is attached to the exception as ``err.partial_trace``.
     """
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer (got {top_k!r}).")
+    if is_llada2_pipeline(model):  # masked diffusion: its own loop, its own argument checks
+        return record_llada2(model, tokenizer, prompt, seed=seed, top_k=top_k, routing=routing,
+                             on_step=on_step, sampler=sampler, **generate_kwargs)
+    from .arguments import check_common, vocabulary_of
+
+    if not is_pipeline(model):
+        check_model(model)
+    seed, top_k, routing, on_step = check_common(
+        seed=seed, top_k=top_k, routing=routing, on_step=on_step, vocab=vocabulary_of(model))
     if is_pipeline(model):
+        if sampler is not None:
+            raise TypeError("sampler= replaces the acceptance rule of transformers' generate; a "
+                            "diffusers pipeline takes its scheduler instead (pipe.scheduler).")
         return record_pipeline(model, prompt, seed=seed, top_k=top_k, routing=routing,
                                on_step=on_step, **generate_kwargs)
     return record_generate(model, tokenizer, prompt, seed=seed, top_k=top_k, routing=routing,

@@ -4,8 +4,10 @@ per step, and built into a `Trace`. Shared by both recording loops."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,38 +49,54 @@ class Collector:
     lets the router hooks fill their sinks, and calls `flush_step` once per step.
     """
 
-    def __init__(self, tokenizer, *, top_k: int, routing: bool, on_step, canvas_length: int):
+    def __init__(self, tokenizer, *, top_k: int, routing: bool, on_step, canvas_length: int,
+                 vocab_size: int | None = None):
         self.tokenizer = tokenizer
         self.top_k = top_k
         self.routing = routing
         self.on_step = on_step
         self.canvas_length = canvas_length
         self.prompt_ids: torch.Tensor | None = None
+        self.seed: int | None = None  # set by the loop; applied inside the model's lock
         self.canvas = -1
-        self.steps: list[dict[str, np.ndarray]] = []
+        self.num_steps = 0
+        # per-step arrays, [B, capacity, ...], grown by doubling: a snapshot is a view, not a
+        # stack of every step so far
+        self._buffers: dict[str, np.ndarray] = {}
         self.step_meta: list[tuple[int, int, float, float]] = []  # canvas, remaining, temp, seconds
         self.encoder_routing: list[dict[str, np.ndarray]] = []
         self.pending: dict[str, torch.Tensor] = {}
         self.decoder_routes: list[tuple] = []
         self.encoder_routes: list[tuple] = []
+        self.num_encoder_routers = 0
         self._token_text: dict[int, str] = {}  # every id decoded so far
+        self._decoded = np.zeros(vocab_size or 0, dtype=bool)  # ids in _token_text
+        self._prompt_text: list[str] | None = None
 
     @contextlib.contextmanager
     def patched(self, patches: list[tuple[Any, str, Any]], model) -> Iterator[None]:
-        """Set ``obj.name = fn`` for each patch and hook the routers; undo all of it on exit."""
-        previous = [(obj, name, obj.__dict__.get(name)) for obj, name, _ in patches]
-        try:
-            for obj, name, fn in patches:
-                setattr(obj, name, fn)
-            with self.router_hooks(model):
-                yield
-        finally:
-            for obj, name, old in previous:
-                if old is None:
-                    obj.__dict__.pop(name, None)  # back to the class's own method
-                else:
-                    setattr(obj, name, old)
-            self.flush_encoder()
+        """Hold the model's recording lock, set ``obj.name = fn`` for each patch, hook the
+        routers and seed torch's generator (``self.seed``); undo all of it on exit.
+
+        One recording per model at a time: a second thread waits for the first, so each run
+        equals ``generate`` with its own seed and no wrapper outlives its recording.
+        """
+        with _model_lock(model):
+            previous = [(obj, name, obj.__dict__.get(name)) for obj, name, _ in patches]
+            try:
+                for obj, name, fn in patches:
+                    setattr(obj, name, fn)
+                with self.router_hooks(model):
+                    if self.seed is not None:  # inside the lock: another run cannot reseed
+                        torch.manual_seed(self.seed)
+                    yield
+            finally:
+                for obj, name, old in previous:
+                    if old is None:
+                        obj.__dict__.pop(name, None)  # back to the class's own method
+                    else:
+                        setattr(obj, name, old)
+                self.flush_encoder()
 
     @contextlib.contextmanager
     def router_hooks(self, model) -> Iterator[None]:
@@ -87,7 +105,9 @@ class Collector:
             if self.routing:
                 for router in decoder_routers(model):
                     handles.append(router.register_forward_hook(_route_hook(self.decoder_routes)))
-                for router in encoder_routers(model):
+                routers = encoder_routers(model)
+                self.num_encoder_routers = len(routers)
+                for router in routers:
                     handles.append(router.register_forward_hook(_route_hook(self.encoder_routes)))
             yield
         finally:
@@ -95,16 +115,24 @@ class Collector:
                 handle.remove()
 
     def reduce_logits(self, logits: torch.Tensor) -> None:
-        """Confidence, entropy and top-k of one step's distribution, on the model's device."""
-        # Masked (-inf) logits become the lowest finite float, so 0 · log 0 comes out as 0, not
-        # NaN. (torch.special.entr does the same but is ~8x slower on CPU.)
-        logits = logits.float().clamp(min=torch.finfo(torch.float32).min)
-        log_probs = torch.log_softmax(logits, dim=-1)
-        probs = log_probs.exp()
-        top_p, top_i = probs.topk(min(self.top_k, probs.shape[-1]), dim=-1)
+        """Confidence, entropy and top-k of one step's distribution, on the model's device.
+
+        Top-k runs on the logits (the same order as the probabilities, one pass less); the
+        probabilities of the top-k come from the log-normaliser.
+        """
+        logits = logits.float()
+        if logits.device.type != "cpu" or not bool(torch.isfinite(logits).all()):
+            # masked (-inf) logits become the lowest finite float, so 0 * log 0 is 0, not NaN
+            # (checked first on the CPU, where the clamp's copy is a visible cost; on a GPU the
+            # check would be a host sync)
+            logits = logits.clamp(min=torch.finfo(torch.float32).min)
+        top_logits, top_i = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
+        log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
+        log_probs = logits - log_norm
+        top_p = (top_logits - log_norm).exp()
         self.pending.update(
             confidence=top_p[..., 0],
-            entropy=-(probs * log_probs).sum(-1),
+            entropy=-(log_probs.exp() * log_probs).sum(-1),
             topk_ids=top_i,
             topk_probs=top_p,
         )
@@ -123,24 +151,26 @@ class Collector:
         if routes:
             n, k = len(routes), routes[0][0].shape[-1]
             # [N, B*L, k] -> [B, N, L, k]
-            ids, weights, entropy = (torch.stack([r[i] for r in routes]) for i in range(3))
+            ids, weights, entropy = _stack_routes(routes, pending["canvas_in"].device)
             pending["expert_ids"] = ids.view(n, batch, length, k).transpose(0, 1)
             pending["expert_weights"] = weights.view(n, batch, length, k).transpose(0, 1)
             pending["router_entropy"] = entropy.view(n, batch, length).transpose(0, 1)
         host = _to_host(pending)
         seconds = time.perf_counter() - start
-        self.steps.append(host)
+        self._append(host)
         self.step_meta.append((self.canvas, remaining, temperature, seconds))
+        new_text = self._decode_new(np.concatenate([host[k].ravel() for k in _ID_ARRAYS
+                                                    if k in host]))
         if self.on_step is not None:
             self.on_step(
                 StepEvent(
-                    step=len(self.steps) - 1,
+                    step=self.num_steps - 1,
                     canvas=self.canvas,
                     remaining=remaining,
                     temperature=temperature,
                     seconds=seconds,
                     arrays=host,
-                    new_token_text=self._new_token_text(host),
+                    new_token_text=new_text,
                     settings=self.settings(),
                     snapshot=self.snapshot,
                 )
@@ -153,12 +183,15 @@ class Collector:
     def flush_encoder(self) -> None:
         routes = self.encoder_routes[:]
         self.encoder_routes.clear()
+        # an interrupted encoder pass leaves fewer routes than routers: keep only whole passes
+        whole = len(routes) - len(routes) % max(1, self.num_encoder_routers)
+        routes = routes[:whole]
         if not routes:
             return
         n, k = len(routes), routes[0][0].shape[-1]
         batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
         tokens = routes[0][0].shape[0] // batch
-        ids, weights, entropy = (torch.stack([r[i] for r in routes]) for i in range(3))
+        ids, weights, entropy = _stack_routes(routes, routes[-1][0].device)
         packed = {  # [N, B*T, k] -> [B, T, N, k]
             "encoder_expert_ids": ids.view(n, batch, tokens, k).permute(1, 2, 0, 3),
             "encoder_expert_weights": weights.view(n, batch, tokens, k).permute(1, 2, 0, 3),
@@ -166,22 +199,39 @@ class Collector:
         }
         self.encoder_routing.append(_to_host(packed))
 
-    def _token_texts(self, ids: np.ndarray) -> dict[int, str]:
-        """`token_texts` of ``ids``, decoding each id once per run."""
-        uniq = np.unique(ids)
-        known = np.fromiter(self._token_text, np.int64, len(self._token_text))
-        self._token_text.update(token_texts(self.tokenizer, np.setdiff1d(uniq, known)))
-        return {int(i): self._token_text[int(i)] for i in uniq}
+    def _append(self, host: dict[str, np.ndarray]) -> None:
+        """Write one step's arrays into the step buffers (doubling them when full)."""
+        n = self.num_steps
+        for name, value in host.items():
+            buf = self._buffers.get(name)
+            if buf is None or buf.shape[1] == n:
+                grown = np.zeros((value.shape[0], max(16, 2 * n), *value.shape[1:]),
+                                 _STEP_DTYPES.get(name, value.dtype))
+                if buf is not None:
+                    grown[:, :n] = buf[:, :n]
+                buf = self._buffers[name] = grown
+            buf[:, n] = value
+        self.num_steps = n + 1
 
-    def _new_token_text(self, host: dict[str, np.ndarray]) -> dict[int, str]:
-        ids = np.concatenate([host[k].ravel() for k in _ID_ARRAYS if k in host])
-        known = np.fromiter(self._token_text, np.int64, len(self._token_text))
-        return self._token_texts(np.setdiff1d(np.unique(ids), known))
+    def _decode_new(self, ids: np.ndarray) -> dict[int, str]:
+        """Decode the ids not decoded yet in this run; returns their text."""
+        ids = ids.ravel().astype(np.int64, copy=False)
+        if self._decoded.size and ids.size and ids.min() >= 0 and ids.max() < self._decoded.size:
+            new = np.unique(ids[~self._decoded[ids]])  # a gather, then only the few new ones
+            self._decoded[new] = True
+        else:  # no vocabulary size (or ids outside it): look each distinct id up
+            new = np.array([i for i in np.unique(ids) if int(i) not in self._token_text],
+                           dtype=np.int64)
+        text = token_texts(self.tokenizer, new)
+        self._token_text.update(text)
+        return text
 
-    def stack(self, name: str, dtype) -> np.ndarray | None:
-        """``name`` over all steps, ``[B, S, ...]``; None for routing arrays never recorded."""
-        if self.steps and name in self.steps[0]:
-            return np.stack([s[name] for s in self.steps], axis=1).astype(dtype)
+    def stack(self, name: str, dtype, copy: bool = True) -> np.ndarray | None:
+        """``name`` over all steps, ``[B, S, ...]``; None for routing arrays never recorded.
+        With ``copy=False`` a view of the step buffer (valid until the next step)."""
+        if name in self._buffers:
+            view = self._buffers[name][:, : self.num_steps]
+            return view.astype(dtype, copy=copy)
         if name not in _REQUIRED_SHAPES:
             return None
         batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
@@ -189,17 +239,23 @@ class Collector:
         return np.zeros((batch, 0, *tail), dtype)
 
     def snapshot(self) -> Trace:
-        """The steps recorded so far as a Trace (no output yet, ``complete`` False)."""
+        """The steps recorded so far as a Trace (no output yet, ``complete`` False).
+
+        Costs O(new steps), not O(all steps): its arrays are views of the step buffers (for one
+        batch row; several rows are copied once, as the trace's layout is row-major) and its
+        token text is the table decoded step by step. Read it before the next step.
+        """
         batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
         return self.build(output_ids=np.zeros((batch, 0), np.int64),
                           tokens_per_forward=np.full(batch, np.nan),
-                          meta={"complete": False, "settings": self.settings()})
+                          meta={"complete": False, "settings": self.settings()}, views=True)
 
     def build(self, *, output_ids: np.ndarray, tokens_per_forward: np.ndarray, meta: dict,
-              overrides: dict[str, np.ndarray] | None = None) -> Trace:
+              overrides: dict[str, np.ndarray] | None = None, views: bool = False) -> Trace:
         prompt = (self.prompt_ids.detach().cpu().numpy() if self.prompt_ids is not None
-                  else np.zeros((1, 0)))
-        arrays = {name: self.stack(name, dtype) for name, dtype in _STEP_DTYPES.items()}
+                  else np.zeros((1, 0), np.int64))
+        arrays = {name: self.stack(name, dtype, copy=not views)
+                  for name, dtype in _STEP_DTYPES.items()}
         arrays.update(overrides or {})
         if self.encoder_routing:
             for name, dtype in (("encoder_expert_ids", np.int16),
@@ -208,12 +264,14 @@ class Collector:
                 parts = [e[name] for e in self.encoder_routing]
                 arrays[name] = np.concatenate(parts, axis=1).astype(dtype)
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
-        seen = [prompt, output_ids] + [arrays[n] for n in _ID_ARRAYS]
-        token_text = self._token_texts(np.concatenate([a.ravel() for a in seen]))
+        # every step's ids are decoded as it is flushed; add the prompt's and the output's
+        self._decode_new(np.concatenate([prompt.ravel(), np.asarray(output_ids).ravel()]))
+        if self._prompt_text is None:
+            self._prompt_text = self.tokenizer.batch_decode(prompt, skip_special_tokens=True)
         meta = {
             **meta,
             "text": self.tokenizer.batch_decode(output_ids, skip_special_tokens=True),
-            "prompt_text": self.tokenizer.batch_decode(prompt, skip_special_tokens=True),
+            "prompt_text": list(self._prompt_text),
         }
         return Trace(
             **{name: value for name, value in arrays.items() if value is not None},
@@ -224,8 +282,9 @@ class Collector:
             prompt_ids=prompt,
             output_ids=output_ids,
             tokens_per_forward=tokens_per_forward,
-            token_text=token_text,
+            token_text=self._token_text if views else dict(self._token_text),
             meta=meta,
+            validate=not views,  # a live snapshot is checked when the final trace is built
         )
 
 
@@ -234,7 +293,7 @@ _ID_ARRAYS = ("canvas_in", "sampled", "draft", "topk_ids")
 _STEP_DTYPES = {
     "canvas_in": np.int32, "sampled": np.int32, "draft": np.int32, "accepted": bool,
     "confidence": np.float32, "entropy": np.float32, "topk_ids": np.int32,
-    "topk_probs": np.float32, "active": bool, "stop": bool, "expert_ids": np.int16,
+    "topk_probs": np.float16, "active": bool, "stop": bool, "expert_ids": np.int16,
     "expert_weights": np.float16, "router_entropy": np.float16,
 }
 # trailing shape of each required per-step array, from (canvas_length, top_k)
@@ -248,6 +307,28 @@ _REQUIRED_SHAPES = {
 }
 
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _model_lock(model) -> Iterator[None]:
+    """The model's recording lock; recording it again from inside a recording is an error."""
+    with _LOCKS_GUARD:
+        entry = _LOCKS.setdefault(model, [threading.Lock(), None])
+    lock, owner = entry
+    if owner == threading.get_ident():
+        raise RuntimeError(
+            "dgviz.record was called on a model that this thread is already recording (from "
+            "on_step?). Record it after the first run returns, or use another model instance.")
+    with lock:
+        entry[1] = threading.get_ident()
+        try:
+            yield
+        finally:
+            entry[1] = None
+
+
 def _route_hook(sink: list):
     def hook(_module, _inputs, output):
         probs, weights, index = output[0], output[1], output[2]
@@ -255,6 +336,13 @@ def _route_hook(sink: list):
         sink.append((index, weights, -(probs * probs.clamp_min(1e-30).log()).sum(-1)))
 
     return hook
+
+
+def _stack_routes(routes: list[tuple], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Stack the routers' (ids, weights, entropy) over layers on one device: with a device map
+    the layers (and their routers' outputs) live on several."""
+    return tuple(torch.stack([r[i].to(device, non_blocking=True) for r in routes])
+                 for i in range(3))
 
 
 def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:

@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from ..trace import Trace
+from .arguments import check_pipeline_kwargs
 from .collector import Collector, record_keeping_partial
-from .model_access import decoder_routers, embedding_device, model_facts
+from .model_access import decoder_routers, embedding_device, model_facts, vocab_size
 from .tokens import text_tokenizer
 
 
@@ -45,6 +46,10 @@ def record_pipeline(
     **call_kwargs: Any,
 ) -> Trace:
     """`dgviz.record` for a diffusers ``DiffusionGemmaPipeline``; see there."""
+    problem = diffusers_incompatibility()
+    if problem is not None:
+        raise RuntimeError(f"Cannot record this pipeline: {problem}.")
+    call_kwargs = check_pipeline_kwargs(pipe, call_kwargs)
     if isinstance(prompt, str):
         if not prompt:
             raise ValueError("The prompt is empty: give some text or a chat.")
@@ -63,15 +68,12 @@ def record_pipeline(
             "A diffusers DiffusionGemmaPipeline takes text or a chat (list of role/content "
             f"messages) as its prompt, got {type(prompt).__name__}."
         )
-    steps = call_kwargs.get("num_inference_steps")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise ValueError(f"num_inference_steps must be an integer >= 1 (got {steps!r}).")
     if seed is not None:
-        torch.manual_seed(seed)
         device = embedding_device(pipe.model)
         call_kwargs.setdefault("generator", torch.Generator(device=device).manual_seed(seed))
 
     recorder = _PipelineRecorder(pipe, top_k=top_k, routing=routing, on_step=on_step)
+    recorder.seed = seed
 
     def call():
         with recorder.installed():
@@ -86,7 +88,8 @@ class _PipelineRecorder(Collector):
     def __init__(self, pipe, *, top_k, routing, on_step):
         model = pipe.model
         super().__init__(text_tokenizer(pipe.processor), top_k=top_k, routing=routing,
-                         on_step=on_step, canvas_length=model.config.canvas_length)
+                         on_step=on_step, canvas_length=model.config.canvas_length,
+                         vocab_size=vocab_size(model))
         self.pipe = pipe
         self.model = model
         self.forward_passes = 0
@@ -224,3 +227,35 @@ def _committed_mask(out: Any, scheduler: Any) -> torch.Tensor:
         editing = getattr(out, "editing_transfer_index", None)
         return transfer | editing if editing is not None else transfer
     return out.prev_sample == out.sampled_tokens
+
+
+def diffusers_incompatibility() -> str | None:
+    """Why diffusers' DiffusionGemmaPipeline cannot run with the installed transformers, or None.
+
+    diffusers 0.42 calls the decoder's mask builder with ``past_key_values=``, which
+    transformers 5.24 renamed to ``cache=``; the pipeline then fails deep inside its first step.
+    Checked on the code itself (the pipeline's call and the decoder's signature), not on version
+    numbers, so a diffusers release that catches up passes.
+    """
+    import importlib
+    import inspect
+
+    try:
+        from transformers import DiffusionGemmaDecoderModel
+
+        pipeline = importlib.import_module(
+            "diffusers.pipelines.diffusion_gemma.pipeline_diffusion_gemma")
+    except ImportError:
+        return "diffusers is not installed (pip install 'dgviz[diffusers]')"
+    builder = DiffusionGemmaDecoderModel.create_diffusion_decoder_attention_mask
+    takes = inspect.signature(builder).parameters
+    source = inspect.getsource(pipeline)
+    if "past_key_values=past_key_values" in source and "past_key_values" not in takes:
+        import diffusers
+        import transformers
+
+        return (f"diffusers {diffusers.__version__} calls the decoder with past_key_values=, "
+                f"which transformers {transformers.__version__} renamed to cache=; the pipeline "
+                "path needs transformers < 5.24 (pip install 'dgviz[diffusers]' installs a "
+                "matching pair)")
+    return None

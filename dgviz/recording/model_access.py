@@ -34,11 +34,28 @@ def vocab_size(model: Any) -> int:
 
 
 def embedding_device(model: Any) -> torch.device:
-    """Where the decoder's token embedding lives: the device input ids must be on."""
+    """Where input ids must go: the device of the decoder's token embedding.
+
+    A model offloaded with accelerate (``cpu_offload``, ``disk_offload``, or a ``device_map``
+    with offloaded parts) keeps its weights on the ``meta`` device and moves them in for each
+    forward pass; there the ids go to the execution device of accelerate's hook, never to
+    ``meta``.
+    """
     try:
-        return model.model.decoder.embed_tokens.weight.device
+        embedding = model.model.decoder.embed_tokens
     except AttributeError:
-        return model.device
+        embedding = model.get_input_embeddings()
+    device = embedding.weight.device
+    if device.type != "meta":
+        return device
+    for module in (embedding, *model.modules()):
+        execution = getattr(getattr(module, "_hf_hook", None), "execution_device", None)
+        if execution is not None:
+            return torch.device(f"cuda:{execution}" if isinstance(execution, int) else execution)
+    raise ValueError(
+        "The model's weights are on the meta device and no accelerate hook says where it runs: "
+        "load real weights (from_pretrained(...)) or offload it with accelerate "
+        "(cpu_offload(model, execution_device=...)) before recording.")
 
 
 def decoder_routers(model: Any) -> list[torch.nn.Module]:

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from ..trace import Trace
+from .arguments import check_generate_kwargs, check_model_inputs
 from .collector import Collector, record_keeping_partial
-from .model_access import check_model, embedding_device, model_facts
+from .model_access import embedding_device, model_facts, vocab_size
 from .tokens import check_ids, check_tokenizer, encode_prompt, text_tokenizer
 
 # Settings recorded in `Trace.settings`; all of them are `DiffusionGemmaGenerationConfig` fields.
@@ -55,16 +56,13 @@ def record_generate(
     **generate_kwargs: Any,
 ) -> Trace:
     """`dgviz.record` for a ``DiffusionGemmaForBlockDiffusion``; see there."""
-    check_model(model)
+    check_model_inputs(model, tokenizer, sampler)
+    generate_kwargs = check_generate_kwargs(model, generate_kwargs)
     tok = text_tokenizer(tokenizer)
     check_tokenizer(model, tok)
-    steps = generate_kwargs.get("max_denoising_steps")
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
-        raise ValueError(
-            f"max_denoising_steps must be an integer >= 1 (got {steps!r}): it is the most "
-            "denoising steps each canvas may take."
-        )
-    input_ids, attention_mask = encode_prompt(tokenizer, prompt, device=embedding_device(model))
+    input_ids, attention_mask = encode_prompt(
+        tokenizer, prompt, device=embedding_device(model),
+        pad_token_id=getattr(tok, "pad_token_id", None))
     check_ids(model, input_ids)
     if attention_mask is not None:
         generate_kwargs.setdefault("attention_mask", attention_mask)
@@ -76,8 +74,7 @@ def record_generate(
     recorder = GenerateRecorder(model, tok, top_k=top_k, routing=routing, on_step=on_step,
                                 sampler_factory=sampler)
     recorder.prompt_ids = input_ids
-    if seed is not None:
-        torch.manual_seed(seed)
+    recorder.seed = seed
 
     def generate():
         with recorder.installed():
@@ -93,7 +90,8 @@ class GenerateRecorder(Collector):
 
     def __init__(self, model, tokenizer, *, top_k, routing, on_step, sampler_factory):
         super().__init__(tokenizer, top_k=top_k, routing=routing, on_step=on_step,
-                         canvas_length=model.config.canvas_length)
+                         canvas_length=model.config.canvas_length,
+                         vocab_size=vocab_size(model))
         self.model = model
         self.sampler_factory = sampler_factory
         self.generation_config = None

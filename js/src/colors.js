@@ -49,8 +49,19 @@ export function textColorFor(bg) {
   return contrast(bg, "#000000") >= contrast(bg, "#FFFFFF") ? "#000000" : "#FFFFFF";
 }
 
-export const RENOISED = 0, NEW = 1, KEPT = 2, FINAL = 3;
-export const STATE_NAMES = ["re-noised", "accepted this step", "accepted earlier", "final"];
+export const RENOISED = 0, NEW = 1, KEPT = 2, FINAL = 3, MASKED = 4;
+export const STATE_NAMES = ["re-noised", "accepted this step", "accepted earlier", "final",
+  "masked"];
+
+/**
+ * The states a run's positions can take, in legend order (dgviz.trace.UNIFORM_STATES /
+ * MASKED_STATES): masked diffusion (a mask token id) has "masked" instead of "re-noised".
+ * @param {number | null | undefined} maskTokenId
+ */
+export function statesOf(maskTokenId) {
+  return maskTokenId === null || maskTokenId === undefined
+    ? [RENOISED, NEW, KEPT, FINAL] : [MASKED, NEW, KEPT, FINAL];
+}
 
 /**
  * Confidence (0..1) -> how much of the state colour shows (the rest is white).
@@ -64,13 +75,15 @@ export function intensity(confidence) {
 /**
  * Background and text colour of a token in the "state" view.
  * Re-noised tokens are random: a fixed pale background and grey text (dim), whatever the
- * confidence. The other states mix their palette colour with white by confidence.
+ * confidence. Masked positions (masked diffusion) hold no token yet: the palette's dark grey,
+ * whatever the confidence. The other states mix their palette colour with white by confidence.
  * @param {number} state @param {number} confidence @param {Palette} palette
  * @returns {TokenStyle}
  */
 export function tokenStyle(state, confidence, palette) {
   const base = palette.states[state] ?? palette.states[RENOISED];
   if (state === RENOISED) return { bg: mix("#FFFFFF", base, 0.35), fg: "#6B6B6B", dim: true };
+  if (state === MASKED) return { bg: base, fg: textColorFor(base), dim: true };
   const bg = mix("#FFFFFF", base, intensity(confidence));
   return { bg, fg: textColorFor(bg), dim: false };
 }

@@ -3,7 +3,7 @@
 // colour legend, and the keys. Every row keeps its height whatever the step (docs/widget.md,
 // "Layout"): one-line texts are clipped with an ellipsis, the step label has a fixed width.
 import { h, icon, setAttr, setText } from "./dom.js";
-import { expertColor, NEW, STATE_NAMES, textColorFor, tokenStyle } from "./colors.js";
+import { expertColor, NEW, STATE_NAMES, statesOf, textColorFor, tokenStyle } from "./colors.js";
 import { formatBytes } from "./data.js";
 import { clip } from "./layout.js";
 import { stepToFraction } from "./timeline.js";
@@ -133,6 +133,11 @@ export class Controls {
     this.layerSel.hidden = !layers;
     const expert = /** @type {HTMLOptionElement} */ (this.colorSel.options[1]);
     expert.disabled = !layers;
+    // masked diffusion (LLaDA2): the draft is the canvas the pipeline kept, so there is one
+    // text mode, and the menu is hidden
+    const masked = run.info.mask_token_id !== null && run.info.mask_token_id !== undefined;
+    if (masked) this.modeSel.value = "draft";
+    this.modeSel.hidden = masked;
     const c = run.bounds.length;
     if (this.canvasSel.options.length !== c) {
       this.canvasSel.replaceChildren(...Array.from({ length: c },
@@ -231,7 +236,8 @@ export class Controls {
    */
   renderLegend(run, colorBy, layer) {
     const pal = run.palette;
-    const key = `${colorBy}:${layer}:${run.shape.experts}`;
+    const states = statesOf(run.info.mask_token_id);
+    const key = `${colorBy}:${layer}:${run.shape.experts}:${states[0]}`;
     if (this.legend.dataset.key === key) return;
     this.legend.dataset.key = key;
     /**
@@ -255,9 +261,9 @@ export class Controls {
           `(${E} experts share ${pal.experts.length} colours; hover shows ids)`)] : []));
       return;
     }
-    const chips = STATE_NAMES.map((name, s) => {
+    const chips = states.map((s) => {
       const st = tokenStyle(s, 1, pal);
-      return chip(st.bg, st.fg, name, { "data-state": s });
+      return chip(st.bg, st.fg, STATE_NAMES[s], { "data-state": s });
     });
     const ramp = h("span",
       { class: "dgv-ramp", title: "Colour intensity follows the token's confidence" },

@@ -3,7 +3,7 @@
 // canvas (`_chunks`, `_live`) holding that canvas's steps. Pure functions over decoded arrays.
 import { decodeTree } from "./codec.js";
 import { canvasBounds } from "./timeline.js";
-import { FINAL, RENOISED } from "./colors.js";
+import { FINAL, MASKED, RENOISED } from "./colors.js";
 /** @import { Chunk, ChunkPayload, NDArray, Run, RunArrayName } from "./types.js" */
 /** @import { RunPayload, Typed } from "./types.js" */
 
@@ -62,7 +62,7 @@ export function tokenText(run, id) {
  * mode "draft": the argmax draft. mode "canvas" (what the canvas holds): final positions show
  * the draft (it already holds the final token), accepted ones the token the sampler kept, and
  * re-noised ones the random token they got (the next step's input; at a canvas's last step,
- * the sampled token).
+ * the sampled token). Masked positions (masked diffusion) show the draft: the mask token.
  * @param {Chunk} chunk @param {number} local step within the canvas @param {number} pos
  * @param {"canvas" | "draft"} mode
  */
@@ -70,7 +70,7 @@ export function shownToken(chunk, local, pos, mode) {
   const i = local * chunk.L + pos;
   if (mode === "draft") return chunk.draft[i];
   const state = chunk.state[i];
-  if (state === FINAL) return chunk.draft[i];
+  if (state === FINAL || state === MASKED) return chunk.draft[i];
   if (state !== RENOISED) return chunk.sampled[i];
   return local + 1 < chunk.n ? chunk.canvas_in[i + chunk.L] : chunk.sampled[i];
 }

@@ -61,6 +61,8 @@
  * @property {number} row
  * @property {number} batch_size
  * @property {number | null} pad_token_id
+ * @property {string} [family] "diffusion_gemma" or "llada2"
+ * @property {number | null} [mask_token_id] masked diffusion's mask token (null otherwise)
  */
 
 /**

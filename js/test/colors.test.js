@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
   contrast, expertColor, expertStyle, hexToRgb, intensity, mix, rgbToHex, textColorFor, tokenStyle,
-  FINAL, KEPT, NEW, RENOISED,
+  FINAL, KEPT, MASKED, NEW, RENOISED, STATE_NAMES, statesOf,
 } from "../src/colors.js";
 
 // the Python palette (dgviz.palette.as_dict()), as the widget receives it
 const palette = {
-  states: ["#BBBBBB", "#E69F00", "#56B4E9", "#009E73"],
-  stateText: ["#666666", "#000000", "#000000", "#FFFFFF"],
+  states: ["#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A"],
+  stateText: ["#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF"],
   experts: ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"],
 };
 
@@ -31,6 +31,20 @@ describe("tokenStyle", () => {
     expect(tokenStyle(NEW, 1, palette).bg).toBe("#E69F00");
     expect(tokenStyle(KEPT, 1, palette).bg).toBe("#56B4E9");
     expect(tokenStyle(FINAL, 1, palette).bg).toBe("#009E73");
+  });
+
+  it("shows masked positions (masked diffusion) dark and readable, whatever the confidence", () => {
+    const a = tokenStyle(MASKED, 0.99, palette), b = tokenStyle(MASKED, 0.01, palette);
+    expect(a).toEqual(b);
+    expect(a.bg).toBe("#4A4A4A");
+    expect(contrast(a.bg, a.fg)).toBeGreaterThanOrEqual(4.5);
+  });
+
+  it("lists a run's states: masked instead of re-noised for masked diffusion", () => {
+    expect(statesOf(null).map((s) => STATE_NAMES[s]))
+      .toEqual(["re-noised", "accepted this step", "accepted earlier", "final"]);
+    expect(statesOf(63)).toEqual([MASKED, NEW, KEPT, FINAL]);
+    expect(statesOf(0)[0]).toBe(MASKED);
   });
 
   it("shows re-noised tokens dim whatever their confidence", () => {

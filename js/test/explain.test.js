@@ -48,6 +48,8 @@ describe("chunk accessors", () => {
     expect(shownToken(chunk, 0, 1, "canvas")).toBe(31);
     expect(shownToken(chunk, 0, 2, "canvas")).toBe(52);
     expect(shownToken(chunk, 1, 1, "draft")).toBe(61);
+    const masked = { ...chunk, state: new Uint8Array([4, 1, 3, 4, 2, 3]) };
+    expect(shownToken(masked, 0, 0, "canvas")).toBe(50); // a masked position: the mask token
   });
 
   it("reads histories and experts", () => {
