@@ -63,27 +63,46 @@ def steps_to_lock(trace: Trace, fraction: float, row: int = 0) -> float:
 
     Per canvas: the smallest ``n`` such that after its ``n``-th step at least
     ``ceil(fraction * L)`` positions hold, from there to the end, the token the canvas ends
-    with (`Trace.lock_in`). Averaged over the run's canvases; NaN for an empty trace.
+    with (`Trace.lock_in`). Averaged over the run's canvases; NaN for an empty trace. Only
+    positions the run generated count (`generated_positions`).
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1] (got {fraction!r}).")
     if trace.num_steps == 0 or trace.num_canvases == 0:
         return math.nan
-    need = max(1, math.ceil(fraction * trace.canvas_length - 1e-9))
+    generated = generated_positions(trace, row)
     per_canvas = []
     for c in range(trace.num_canvases):
         start = trace.canvas_bounds[c, 0]
-        steps = np.sort(trace.lock_in[row, c] - start + 1)
-        per_canvas.append(int(steps[need - 1]))
-    return float(np.mean(per_canvas))
+        steps = np.sort(trace.lock_in[row, c][generated[c]] - start + 1)
+        if steps.size:
+            need = max(1, math.ceil(fraction * steps.size - 1e-9))
+            per_canvas.append(int(steps[need - 1]))
+    return float(np.mean(per_canvas)) if per_canvas else math.nan
 
 
 def mean_final_confidence(trace: Trace, row: int = 0) -> float:
-    """Mean top-1 probability over every position at its canvas's last active step."""
+    """Mean top-1 probability over every generated position (`generated_positions`) at its
+    canvas's last active step."""
     if trace.num_steps == 0:
         return math.nan
     last = trace.last_active_step[row]  # [C]
-    return float(trace.confidence[row, last].mean())
+    return float(trace.confidence[row, last][generated_positions(trace, row)].mean())
+
+
+def generated_positions(trace: Trace, row: int = 0) -> np.ndarray:
+    """bool ``[C, L]``: the canvas positions the run generated, the ones lock-in measures count.
+
+    Every position of a DiffusionGemma canvas. In masked diffusion (LLaDA2) a block that starts
+    inside the prompt (the prompt's length is not a multiple of ``block_length``) holds the
+    prompt's last tokens in its first positions: given, never masked, not generated. They are
+    the positions not masked when the block starts.
+    """
+    shape = (trace.num_canvases, trace.canvas_length)
+    mask = trace.mask_token_id
+    if mask is None or trace.num_steps == 0:
+        return np.ones(shape, dtype=bool)
+    return trace.canvas_in[row, trace.canvas_bounds[:, 0]] == mask
 
 
 def token_agreement(ids: np.ndarray, reference: np.ndarray) -> float:
@@ -115,7 +134,8 @@ def lock_fraction_curve(trace: Trace, row: int = 0,
 
     Starts at ``(0, 0)``; after step ``s`` the x value is the forward passes so far (diffusers'
     corrector sweeps spread evenly over the steps) and the y value counts positions of finished
-    canvases as final and positions of later canvases as not yet final. ``basis="draft"`` uses
+    canvases as final and positions of later canvases as not yet final (generated positions
+    only: `generated_positions`). ``basis="draft"`` uses
     `Trace.lock_in` (what the run shows); ``"prediction"`` uses `prediction_lock_in`.
     """
     if basis not in ("draft", "prediction"):
@@ -123,7 +143,8 @@ def lock_fraction_curve(trace: Trace, row: int = 0,
     s = trace.num_steps
     if s == 0:
         return np.zeros(1), np.zeros(1)
-    lock = (trace.lock_in[row] if basis == "draft" else prediction_lock_in(trace, row)).reshape(-1)
+    lock = (trace.lock_in[row] if basis == "draft" else prediction_lock_in(trace, row))
+    lock = lock[generated_positions(trace, row)]
     steps = np.arange(s)
     frac = (lock[None, :] <= steps[:, None]).mean(axis=1)
     active = trace.active[row].astype(np.float64)

@@ -12,7 +12,7 @@ import torch
 
 import dgviz
 from dgviz.recording.llada2_loop import llada2_incompatibility
-from dgviz.trace import KEPT, MASKED, MASKED_STATES, NEW, RENOISED, UNIFORM_STATES
+from dgviz.trace import FINAL, KEPT, MASKED, MASKED_STATES, NEW, RENOISED, UNIFORM_STATES
 
 PROBLEM = llada2_incompatibility()
 pytestmark = pytest.mark.skipif(
@@ -28,6 +28,9 @@ CONFIGS = {
                 "editing_threshold": 0.02, "max_post_steps": 6},
     "no_editing": {"gen_length": 24, "num_inference_steps": 3, "threshold": 0.05,
                    "editing_threshold": None, "block_length": 8},
+    # the chat-templated prompt has 8 tokens: a 16-wide first block starts inside it
+    "unaligned": {"gen_length": 24, "block_length": 16, "num_inference_steps": 4,
+                  "threshold": 0.05, "editing_threshold": 0.02, "max_post_steps": 3},
 }
 
 
@@ -61,6 +64,7 @@ def test_output_equals_the_unrecorded_pipeline(pipe, name):
     assert trace.meta["source"] == "diffusers"
     assert trace.settings["sampler"] == "BlockRefinementScheduler"
     assert trace.mask_token_id == pipe.tokenizer.mask_token_id
+    assert trace.settings["seed"] == 3  # kept: compare pairs runs by it
     assert trace.settings["forward_passes"] == trace.num_steps  # one model call per step
     assert trace.canvas_length == CONFIGS[name].get("block_length", 8)
     np.testing.assert_array_equal(trace.prompt_ids[0, :3], pipe.tokenizer.encode("<bos> user the"))
@@ -75,10 +79,24 @@ def test_masked_positions_are_their_own_state(pipe, name):
     assert not (trace.states == RENOISED).any()  # masked diffusion never re-noises
     np.testing.assert_array_equal(trace.states == MASKED, trace.draft == mask)
     np.testing.assert_array_equal(trace.accepted, trace.draft != mask)
+    length = trace.canvas_length
+    prompt = trace.prompt_ids[0]
+    # the whole sequence, block-aligned from 0: the first recorded block is the one the prompt
+    # does not fill; in a block that starts inside the prompt, the prompt's tail comes first
+    first_block = prompt.size // length
+    sequence = np.concatenate([prompt, trace.output_ids[0]])
+    given = prompt.size % length
+    assert given == (8 if name == "unaligned" else 0)
     for c in range(trace.num_canvases):
         steps = trace.canvas_steps(c)
         first = trace.canvas_in[0, steps[0]]
-        assert (first == mask).all()  # every block starts fully masked (the prompt fills one)
+        lo = (first_block + c) * length
+        head = given if c == 0 else 0  # the prompt's positions in this block
+        np.testing.assert_array_equal(first[:head], prompt[lo: lo + head])
+        assert (first[head:] == mask).all()  # the rest of every block starts masked
+        # the prompt's positions are committed and final from the first step, never flipped
+        assert (trace.states[0, steps, :head] == FINAL).all()
+        assert (trace.flips[0, c, :head] == 0).all()
         # the block the model read is what the pipeline kept after the step before
         for s, nxt in itertools.pairwise(steps):
             np.testing.assert_array_equal(trace.draft[0, s], trace.canvas_in[0, nxt])
@@ -87,9 +105,8 @@ def test_masked_positions_are_their_own_state(pipe, name):
             filled = (trace.canvas_in[0, s] == mask) & (trace.draft[0, s] != mask)
             np.testing.assert_array_equal(trace.draft[0, s][filled], trace.sampled[0, s][filled])
             assert (trace.states[0, s][filled] != KEPT).all()
-        # the last step of a block is its output
-        lo = c * trace.canvas_length
-        out = trace.output_ids[0, lo: lo + trace.canvas_length]
+        # the last step of a block is what the pipeline returns there
+        out = sequence[lo: lo + length]
         np.testing.assert_array_equal(trace.draft[0, steps[-1], : out.size], out)
 
 
@@ -249,7 +266,8 @@ def test_trace_file_and_views(pipe, tmp_path):
     run = payload.run_payload(trace, 0)
     assert run["info"]["mask_token_id"] == trace.mask_token_id
     assert run["info"]["family"] == "llada2"
-    assert len(run["palette"]["states"]) == 5
+    assert run["palette"]["states"][MASKED] == palette.STATE_COLORS[MASKED]  # a colour of its own
+    assert run["palette"]["states"].count(palette.STATE_COLORS[MASKED]) == 1
     html = trace.to_html(tmp_path / "llada2.html").read_text()
     assert "<|mask|>" not in html  # token text is escaped JSON, never raw markup
 
@@ -264,28 +282,137 @@ def test_trace_file_and_views(pipe, tmp_path):
     assert gif.stat().st_size > 0
 
 
-def test_compare_with_diffusion_gemma_on_the_same_prompt(pipe):
+def test_eos_ends_the_run_after_its_block(pipe):
+    settings = {**CONFIGS["greedy"], "gen_length": 32}
+    plain = pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(3), **settings)
+    eos = int(plain.sequences[0, 4])  # a token the model writes in the first block
+    ref = pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(3), eos_token_id=eos,
+               **settings)
+    trace = dgviz.record(pipe, None, PROMPT, seed=3, eos_token_id=eos, **settings)
+    np.testing.assert_array_equal(trace.output_ids, ref.sequences.numpy())
+    assert trace.text == ref.texts
+    assert trace.settings["eos_token_id"] == eos
+    assert trace.num_canvases == 1  # the pipeline stopped after the block holding the eos
+    assert (trace.output_ids[0, 8:] == trace.mask_token_id).all()  # the rest never ran
+    first_eos = int(np.flatnonzero(trace.output_ids[0] == eos)[0])
+    # tokens per forward pass: the tokens up to the eos (as the pipeline decodes them)
+    np.testing.assert_allclose(trace.tokens_per_forward, [(first_eos + 1) / trace.num_steps])
+
+
+def test_lock_in_measures_count_generated_positions_only(pipe):
+    from dgviz.comparison import (
+        generated_positions,
+        lock_fraction_curve,
+        mean_final_confidence,
+        steps_to_lock,
+    )
+
+    trace = _record(pipe, "unaligned")
+    generated = generated_positions(trace)
+    assert generated.shape == (2, 16)
+    assert not generated[0, :8].any()  # the prompt's last 8 tokens open the first block
+    assert generated[0, 8:].all()
+    assert generated[1].all()
+    # steps each canvas takes until a share of its generated positions hold their final token
+    per_canvas = [np.sort(trace.lock_in[0, c][generated[c]] - trace.canvas_bounds[c, 0] + 1)
+                  for c in range(2)]
+    assert steps_to_lock(trace, 1.0) == np.mean([s[-1] for s in per_canvas])
+    assert steps_to_lock(trace, 0.5) == np.mean([s[s.size // 2 - 1] for s in per_canvas])
+    # counting the prompt's 8 positions, half of the first block would be final at its first
+    # step; its generated half takes longer
+    assert per_canvas[0][3] > 1
+    _, fraction = lock_fraction_curve(trace)
+    assert fraction[-1] == 1.0
+    assert fraction[1] == (trace.lock_in[0][generated] <= 0).mean()
+    last = trace.last_active_step[0]
+    assert mean_final_confidence(trace) == pytest.approx(
+        trace.confidence[0, last][generated].mean())
+    # a DiffusionGemma-style trace (no mask token) counts every position
+    aligned = _record(pipe, "greedy")
+    aligned.meta.pop("mask_token_id")
+    assert generated_positions(aligned).all()
+
+
+CHAT = [{"role": "user", "content": PROMPT}]
+
+
+def test_compare_with_diffusion_gemma_on_the_same_prompt(pipe, tmp_path):
     from dgviz.testing import tiny_model
 
-    model, tok = tiny_model()
-    dg = dgviz.record(model, tok, PROMPT, seed=3, max_new_tokens=16, max_denoising_steps=4)
-    ll = _record(pipe, "greedy")
+    model, tok = tiny_model(canvas_length=8)
+    dg = dgviz.record(model, tok, CHAT, seed=3, max_new_tokens=16, max_denoising_steps=4)
+    ll = dgviz.record(pipe, None, CHAT, seed=3, **CONFIGS["greedy"])
+    np.testing.assert_array_equal(dg.prompt_ids, ll.prompt_ids)  # the same tokens in
+    assert dg.canvas_length == ll.canvas_length == 8
     assert dg.family == "diffusion_gemma"
     assert dg.mask_token_id is None
     assert "family" not in dg.meta  # DG traces as before
     assert "mask_token_id" not in dg.meta
     assert dg.state_values == UNIFORM_STATES
-    comparison = dgviz.compare([dg, ll])
+
+    comparison = dgviz.compare({"DiffusionGemma": dg, "LLaDA2": ll})
     summary = comparison.summary
     assert list(summary["family"]) == ["diffusion_gemma", "llada2"]
+    assert list(summary["sampler"]) == ["EntropyBoundSampler", "BlockRefinementScheduler"]
+    assert list(summary["seed"]) == [3, 3]  # paired by seed: agreement is defined
+    assert summary["agreement"].notna().all()
     assert list(summary["steps"]) == [dg.num_steps, ll.num_steps]
+    assert list(summary["forward_passes"]) == [int(dg.active[0].sum()), ll.num_steps]
     np.testing.assert_allclose(summary["tokens_per_forward"],
                                [dg.tokens_per_forward[0], ll.tokens_per_forward[0]])
-    assert comparison.labels[1].startswith("1: llada2 BlockRefinementScheduler")
-    assert not comparison.labels[0].split(": ", 1)[1].startswith("llada2")
+    # lock-in: per canvas, the step after which every position holds its final token
+    for t, steps in zip((dg, ll), summary["steps_to_100"], strict=True):
+        by_canvas = [t.lock_in[0, c].max() - t.canvas_bounds[c, 0] + 1
+                     for c in range(t.num_canvases)]
+        assert steps == np.mean(by_canvas)
     comparison.convergence_figure()
     comparison.accepted_figure()
     comparison.widget()
+    page = comparison.to_html(tmp_path / "both.html").read_text()
+    assert '"family": "llada2"' in page or '"family":"llada2"' in page
+    back = dgviz.load_comparison(comparison.save(tmp_path / "both"))
+    assert [t.family for t in back.traces] == ["diffusion_gemma", "llada2"]
+    assert back.traces[1].mask_token_id == ll.mask_token_id
+
+    # labels made from the traces say which family a run comes from
+    labels = dgviz.compare([dg, ll]).labels
+    assert labels[1].startswith("1: llada2 BlockRefinementScheduler")
+    assert not labels[0].split(": ", 1)[1].startswith("llada2")
+
+
+@pytest.mark.browser
+def test_offline_page_shows_masked_positions(pipe, tmp_path):
+    from test_browser import ARGS, CHROMIUM, _need_browser, _offline
+
+    _need_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    trace = _record(pipe, "unaligned")
+    step = int(trace.canvas_steps(1)[1])  # the second block, some positions still masked
+    masked = int((trace.states[0, step] == MASKED).sum())
+    assert masked > 0
+    path = trace.to_html(tmp_path / "llada2.html", step=step)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(err.message))
+            outside = _offline(page)
+            page.goto(path.as_uri())
+            w = page.locator(".dgv-root")
+            expect(w.locator(".dgv-tok")).to_have_count(16, timeout=20_000)
+            expect(w).to_have_attribute("data-step", str(step))
+            legend = w.locator(".dgv-chip[data-state]").all_text_contents()
+            assert legend == ["masked", "accepted this step", "accepted earlier", "final"]
+            expect(w.locator('.dgv-tok[data-state="4"]')).to_have_count(masked)
+            assert set(w.locator('.dgv-tok[data-state="4"]').all_text_contents()) == {"<|mask|>"}
+            shown = w.locator(".dgv-tok").evaluate_all("els => els.map(e => +e.dataset.state)")
+            assert shown == trace.states[0, step].tolist()
+            assert outside == []
+            assert errors == []
+        finally:
+            browser.close()
 
 
 def test_stats_if_there(pipe):

@@ -179,7 +179,6 @@ def _set_prompt(call_kwargs: dict, prompt: Any) -> None:
 class _LLaDA2Recorder(Collector):
     def __init__(self, pipe, tokenizer, call_kwargs, *, seed, top_k, routing, on_step):
         self.pipe = pipe
-        self.seed = seed
         self.model = pipe.model
         self.defaults = {name: p.default
                          for name, p in inspect.signature(type(pipe).__call__).parameters.items()
@@ -188,6 +187,7 @@ class _LLaDA2Recorder(Collector):
                                 or pipe.scheduler.config.block_length)
         super().__init__(tokenizer, top_k=top_k, routing=routing, on_step=on_step,
                          canvas_length=self.block_length)
+        self.seed = seed  # after Collector's init, which clears it (it reseeds in `patched`)
         self.user_callback = call_kwargs.pop("callback_on_step_end", None)
         self.user_inputs = call_kwargs.pop("callback_on_step_end_tensor_inputs", None)
         if self.user_callback is not None and hasattr(self.user_callback, "tensor_inputs"):
