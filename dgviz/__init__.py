@@ -2,7 +2,8 @@
 
 Record what DiffusionGemma's sampler does at every denoising step (`record`), keep it as a
 `Trace`, and look at it: a replayable widget (`Timeline`, live with `show`), plotly figures
-(`dgviz.plots`), schedule comparisons (`sweep`, `compare`).
+(`dgviz.plots`), schedule comparisons (`sweep`, `compare`); branch a run at any step and let it
+resume with edited tokens (`branch`).
 
 Names are imported on first use, so ``import dgviz; dgviz.load_trace(path)`` needs only numpy
 and safetensors: torch, transformers, plotly and anywidget load when a name that needs them is
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "record": "recording",
     "StepEvent": "recording",
+    "branch": "branching",
     "Trace": "trace",
     "TraceFormatError": "trace",
     "load_trace": "tracefile",
@@ -32,11 +34,12 @@ _EXPORTS = {
     "Schedule": "schedules",
     "presets": "schedules",
 }
-_SUBMODULES = ("plots", "palette", "schedules", "comparison", "recording", "trace", "tracefile",
-               "trace_checks", "payload", "widget", "html", "demo", "testing")
+_SUBMODULES = ("plots", "palette", "schedules", "comparison", "recording", "branching", "trace",
+               "tracefile", "trace_checks", "payload", "widget", "html", "demo", "testing")
 
 if TYPE_CHECKING:  # for IDEs and type checkers; at run time __getattr__ imports on demand
     from . import plots
+    from .branching import branch
     from .comparison import Comparison, compare, load_comparison, sweep
     from .recording import StepEvent, record
     from .schedules import Schedule, presets
@@ -75,6 +78,7 @@ __all__ = [
     "Trace",
     "TraceFormatError",
     "__version__",
+    "branch",
     "compare",
     "demo_model",
     "load_comparison",

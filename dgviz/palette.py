@@ -7,11 +7,12 @@ entropy), readable in greyscale too.
 
 from __future__ import annotations
 
-# Position states (`dgviz.trace.RENOISED, NEW, KEPT, FINAL, MASKED`), in that order. MASKED (a
-# masked-diffusion position still holding the mask token, LLaDA2) is a dark neutral grey: "empty",
-# apart from the pale grey of a re-noised (random) token.
-STATE_COLORS = ("#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A")
-STATE_TEXT_COLORS = ("#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF")
+# Position states (`dgviz.trace.RENOISED, NEW, KEPT, FINAL, MASKED, HELD`), in that order. MASKED
+# (a masked-diffusion position still holding the mask token, LLaDA2) is a dark neutral grey:
+# "empty", apart from the pale grey of a re-noised (random) token. HELD (a token the user fixed:
+# hold=, a branch's edit) is Okabe-Ito's reddish purple, apart from every model-made state.
+STATE_COLORS = ("#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A", "#CC79A7")
+STATE_TEXT_COLORS = ("#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF", "#000000")
 
 CONFIDENCE_SCALE = "Cividis"
 ENTROPY_SCALE = "Magma_r"

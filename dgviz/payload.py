@@ -147,6 +147,8 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "pad_token_id": settings.get("pad_token_id"),
             "family": trace.family,
             "mask_token_id": trace.mask_token_id,  # masked diffusion: the legend shows "masked"
+            "held": bool(trace.meta.get("held")),  # the legend shows "held"
+            "fork": trace.fork,  # a branch: the strip marks its fork step
             "versions": trace.meta.get("versions", {}),
         }),
         "palette": palette.as_dict(),

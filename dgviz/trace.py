@@ -59,8 +59,8 @@ _OPTIONAL_DTYPES: dict[str, Any] = {
 
 
 # Position states per step, the one colour language of every view (see `dgviz.palette`).
-RENOISED, NEW, KEPT, FINAL, MASKED = 0, 1, 2, 3, 4
-STATE_NAMES = ("re-noised", "accepted this step", "accepted earlier", "final", "masked")
+RENOISED, NEW, KEPT, FINAL, MASKED, HELD = 0, 1, 2, 3, 4, 5
+STATE_NAMES = ("re-noised", "accepted this step", "accepted earlier", "final", "masked", "held")
 # The states each kind of run has, in legend order: uniform-noise diffusion (DiffusionGemma)
 # re-noises what it does not accept; masked diffusion (LLaDA2) leaves it masked.
 UNIFORM_STATES = (RENOISED, NEW, KEPT, FINAL)
@@ -197,8 +197,43 @@ class Trace:
     @property
     def state_values(self) -> tuple[int, ...]:
         """The states this run's positions can take, in legend order (`MASKED_STATES` for
-        masked diffusion, else `UNIFORM_STATES`)."""
-        return UNIFORM_STATES if self.mask_token_id is None else MASKED_STATES
+        masked diffusion, else `UNIFORM_STATES`; then ``HELD`` if tokens were held)."""
+        states = UNIFORM_STATES if self.mask_token_id is None else MASKED_STATES
+        return (*states, HELD) if self.meta.get("held") else states
+
+    @property
+    def run_id(self) -> str:
+        """This run's identity (``meta["run_id"]``, set when it was recorded; for older traces a
+        digest of its prompt and first canvas). A branch names its parent by it."""
+        if self.meta.get("run_id"):
+            return str(self.meta["run_id"])
+        import hashlib
+
+        h = hashlib.sha256(self.prompt_ids.tobytes())
+        h.update(self.canvas_in[:, :1].tobytes())
+        return h.hexdigest()[:32]
+
+    @property
+    def fork(self) -> dict[str, Any] | None:
+        """Where this run was branched from its parent (`dgviz.branch`): ``{"parent": run_id,
+        "step", "canvas", "row", "edits": {position: token id}, "settings": {...}}``; None for a
+        run recorded from scratch."""
+        fork = self.meta.get("fork")
+        return dict(fork) if isinstance(fork, dict) else None
+
+    def held_tokens(self) -> list[dict[str, Any]]:
+        """The tokens this run held (``record(hold=...)`` and a branch's edits): dicts with
+        ``canvas, position, token, row`` (None: every row) and ``from_step`` (None: from the
+        canvas's first step)."""
+        return [dict(h) for h in self.meta.get("held", [])]
+
+    def settings_at(self, step: int) -> dict[str, Any]:
+        """`settings` in force at global ``step``: a branch changes some from its fork on."""
+        out = self.settings
+        for change in self.meta.get("changes", []):
+            if change["step"] <= step:
+                out.update(change["settings"])
+        return out
 
     @property
     def complete(self) -> bool:
@@ -281,6 +316,19 @@ class Trace:
         return out
 
     @cached_property
+    def held(self) -> np.ndarray:
+        """bool ``[B, S, L]``: the position carried a held token at that step (`held_tokens`)."""
+        out = np.zeros(self.accepted.shape, dtype=bool)
+        for h in self.held_tokens():
+            if not 0 <= h["canvas"] < self.num_canvases:
+                continue  # a hold on a canvas the run never reached
+            lo, hi = self.canvas_bounds[h["canvas"]]
+            start = lo if h["from_step"] is None else max(lo, h["from_step"])
+            rows = slice(None) if h["row"] is None else slice(h["row"], h["row"] + 1)
+            out[rows, start:hi, h["position"]] = True
+        return out
+
+    @cached_property
     def flips(self) -> np.ndarray:
         """int32 ``[B, C, L]``: how often the draft changed between consecutive active steps
         (masked diffusion: a mask being filled does not count; edits do)."""
@@ -317,7 +365,8 @@ class Trace:
 
         Masked diffusion (LLaDA2, ``meta["mask_token_id"]`` set): ``MASKED`` (4) the position
         still holds the mask token; an edit (a committed token replaced) is ``NEW``; nothing is
-        ever ``RENOISED``.
+        ever ``RENOISED``. ``HELD`` (5): a token fixed by ``record(hold=...)`` or a branch's edit
+        (`held`), whatever else holds.
         """
         return self._states(in_progress=None)
 
@@ -344,6 +393,7 @@ class Trace:
                 state[steps >= self.lock_in[:, c][:, None, :]] = FINAL
             if mask is not None:  # still masked, whatever the canvas ends with
                 state[self.draft[:, lo:hi] == mask] = MASKED
+            state[self.held[:, lo:hi]] = HELD
             if c != in_progress:
                 for b in range(self.batch_size):  # inactive tail: freeze the last active state
                     last = self.last_active_step[b, c] - lo
@@ -369,7 +419,7 @@ class Trace:
             "sorted_entropy": sorted_ent,
             "cumulative": cumulative,
             "criterion": cumulative - sorted_ent,
-            "bound": float(self.settings.get("entropy_bound", math.nan)),
+            "bound": float(self.settings_at(step).get("entropy_bound") or math.nan),
             "accepted": self.accepted[row, step][order],
         }
 
@@ -394,9 +444,13 @@ class Trace:
             else:
                 kwargs[f.name] = value[sl]
         meta = dict(self.meta)
-        for key in ("text", "prompt_text"):
+        for key in ("text", "prompt_text", "attention_mask"):
             if key in meta:
                 meta[key] = meta[key][sl]
+        if "held" in meta:  # this row's holds, now row None (every row of a one-row trace)
+            meta["held"] = [{**h, "row": None} for h in meta["held"] if h["row"] in (None, b)]
+        # one row of a batch run (row, batch size): its random draws were the whole batch's
+        meta["row_of_batch"] = [b, self.batch_size]
         kwargs["meta"] = meta
         return Trace(**kwargs)
 

@@ -96,6 +96,42 @@ def check_values(t: Any, vocab_size: int | None, num_experts: int | None) -> Non
         _in_range("encoder_expert_weights", t.encoder_expert_weights, -math.inf, math.inf)
         _in_range("encoder_router_entropy", t.encoder_router_entropy, -_PROB_SLACK, math.inf)
     check_meta(t.meta, t.batch_size)
+    _check_branching(t.meta, t.batch_size, t.canvas_in.shape[2], t.prompt_ids.shape[1])
+
+
+def _is_int(value: Any, low: int = 0, high: float = math.inf) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value < high
+
+
+def _check_branching(meta: Any, batch: int, length: int, prompt: int) -> None:
+    """What `dgviz.branch` and ``record(hold=)`` keep: holds, mid-run setting changes, the fork,
+    the prompt's attention mask."""
+    held = meta.get("held", [])
+    if not isinstance(held, list):
+        raise TraceFormatError("Trace.meta['held'] must be a list.")
+    for h in held:
+        if not (isinstance(h, Mapping) and _is_int(h.get("canvas")) and _is_int(h.get("token"))
+                and _is_int(h.get("position"), 0, length)
+                and (h.get("row") is None or _is_int(h.get("row"), 0, batch))
+                and (h.get("from_step") is None or _is_int(h.get("from_step")))):
+            raise TraceFormatError(f"Trace.meta['held'] has a damaged entry {h!r}: each is "
+                                   "{canvas, position, token, row, from_step}.")
+    changes = meta.get("changes", [])
+    if not isinstance(changes, list) or not all(
+            isinstance(c, Mapping) and _is_int(c.get("step"))
+            and isinstance(c.get("settings"), Mapping) for c in changes):
+        raise TraceFormatError("Trace.meta['changes'] must be a list of {step, settings}.")
+    fork = meta.get("fork")
+    if fork is not None and not (isinstance(fork, Mapping) and _is_int(fork.get("step"))
+                                 and isinstance(fork.get("parent"), str)):
+        raise TraceFormatError("Trace.meta['fork'] must be {parent, step, ...}.")
+    mask = meta.get("attention_mask")
+    if mask is not None:
+        if not (isinstance(mask, list) and len(mask) == batch and all(
+                isinstance(r, list) and len(r) == prompt and all(v in (0, 1) for v in r)
+                for r in mask)):
+            raise TraceFormatError(f"Trace.meta['attention_mask'] must be {batch} list(s) of "
+                                   f"{prompt} zeros and ones, as the prompt ids.")
 
 
 def _check_steps(step_canvas: np.ndarray) -> None:

@@ -17,7 +17,7 @@ interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..trace import Trace
@@ -41,6 +41,7 @@ def record(
     routing: bool = True,
     on_step: Callable[[StepEvent], None] | None = None,
     sampler: Callable[[Any, Any], Any] | None = None,
+    hold: Mapping[int, int | str] | None = None,
     **generate_kwargs: Any,
 ) -> Trace:
     """Run DiffusionGemma's own ``generate`` and record every denoising step.
@@ -70,6 +71,12 @@ def record(
         ``sampler(generation_config, model) -> sampler object`` replacing the default
         ``EntropyBoundSampler`` inside the real generate loop (same interface:
         ``initialize_canvas``, ``accept_canvas``, ``renoise_canvas``). See `dgviz.schedules`.
+    hold:
+        ``{position: token}``: fix tokens in the model's own loop (infilling, constraints).
+        Positions count from the first generated token (so later canvases can be held too);
+        tokens are ids or text that is exactly one token. A held position reads its token from
+        its canvas's first step, is sampled and accepted with it at every step (never
+        re-noised), and ends in the output; the views show it as ``held``.
     **generate_kwargs:
         Passed to ``model.generate`` unchanged (``max_new_tokens``, ``max_denoising_steps``,
         ``t_min``, ``t_max``, ``sampler_config``, ``stability_threshold``, ...).
@@ -81,6 +88,11 @@ def record(
         come back as a trace with ``trace.complete == False`` and a warning. If generation
         raises, the partial trace is attached to the exception as ``err.partial_trace``.
     """
+    if hold is not None and (is_llada2_pipeline(model) or is_pipeline(model)):
+        raise NotImplementedError(
+            "hold= works inside transformers' DiffusionGemmaForBlockDiffusion.generate only; a "
+            "diffusers pipeline's schedulers cannot hold tokens yet. Record pipe.model with its "
+            "tokenizer instead.")
     if is_llada2_pipeline(model):  # masked diffusion: its own loop, its own argument checks
         return record_llada2(model, tokenizer, prompt, seed=seed, top_k=top_k, routing=routing,
                              on_step=on_step, sampler=sampler, **generate_kwargs)
@@ -97,4 +109,4 @@ def record(
         return record_pipeline(model, prompt, seed=seed, top_k=top_k, routing=routing,
                                on_step=on_step, **generate_kwargs)
     return record_generate(model, tokenizer, prompt, seed=seed, top_k=top_k, routing=routing,
-                           on_step=on_step, sampler=sampler, **generate_kwargs)
+                           on_step=on_step, sampler=sampler, hold=hold, **generate_kwargs)

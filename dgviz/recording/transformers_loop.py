@@ -18,6 +18,7 @@ import contextlib
 import functools
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from ..trace import Trace
 from .arguments import check_generate_kwargs, check_model_inputs
 from .collector import Collector, record_keeping_partial
+from .holds import Fork, HoldLogits, Holds, parse_hold
 from .model_access import embedding_device, model_facts, vocab_size
 from .tokens import check_ids, check_tokenizer, encode_prompt, text_tokenizer
 
@@ -53,10 +55,16 @@ def record_generate(
     routing: bool,
     on_step: Callable | None,
     sampler: Callable[[Any, Any], Any] | None,
+    hold: Any = None,
+    fork: Fork | None = None,
     **generate_kwargs: Any,
 ) -> Trace:
-    """`dgviz.record` for a ``DiffusionGemmaForBlockDiffusion``; see there."""
+    """`dgviz.record` for a ``DiffusionGemmaForBlockDiffusion``; see there.
+
+    ``fork`` (from `dgviz.branch`) replays a recorded run and changes it from one step on.
+    """
     check_model_inputs(model, tokenizer, sampler)
+    given = sorted(generate_kwargs)  # what the caller set: a branch must be able to replay it
     generate_kwargs = check_generate_kwargs(model, generate_kwargs)
     tok = text_tokenizer(tokenizer)
     check_tokenizer(model, tok)
@@ -64,6 +72,9 @@ def record_generate(
         tokenizer, prompt, device=embedding_device(model),
         pad_token_id=getattr(tok, "pad_token_id", None))
     check_ids(model, input_ids)
+    holds = list(fork.holds) if fork is not None else []
+    if hold is not None:
+        holds += parse_hold(hold, tok, model, generate_kwargs)
     if attention_mask is not None:
         generate_kwargs.setdefault("attention_mask", attention_mask)
     # Recording code runs inside the decoder and sampler; torch.compile (used with static caches)
@@ -75,6 +86,11 @@ def record_generate(
                                 sampler_factory=sampler)
     recorder.prompt_ids = input_ids
     recorder.seed = seed
+    recorder.given = given
+    recorder.attention_mask = generate_kwargs.get("attention_mask")
+    recorder.fork = fork
+    if holds:
+        recorder.holds = Holds(holds, input_ids.shape[0], model.config.canvas_length)
 
     def generate():
         with recorder.installed():
@@ -99,6 +115,12 @@ class GenerateRecorder(Collector):
         self.sequences: torch.Tensor | None = None  # prompt + finished canvases so far
         self.finished_sequences: torch.Tensor | None = None
         self._stop_fired: torch.Tensor | None = None
+        self.given: list[str] = []  # generate keywords the caller set
+        self.attention_mask: torch.Tensor | None = None  # the prompt's, kept for a branch
+        self.holds: Holds | None = None
+        self.fork: Fork | None = None
+        self._held: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's holds
+        self._in_force: dict[str, Any] = {}  # settings changed mid-run so far (a branch)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -112,6 +134,9 @@ class GenerateRecorder(Collector):
             "_denoising_step": self._wrap_denoising_step(model._denoising_step),
             "_finalize_canvas": self._wrap_finalize(model._finalize_canvas),
         }
+        if self.holds is not None:
+            patched["_prepare_logits_processor"] = self._wrap_logits_processor(
+                model._prepare_logits_processor)
         with self.patched([(model, name, fn) for name, fn in patched.items()], model):
             yield
 
@@ -127,6 +152,11 @@ class GenerateRecorder(Collector):
 
             def accept_canvas(current_canvas, denoiser_canvas, logits, cur_step):
                 accepted = accept(current_canvas, denoiser_canvas, logits, cur_step)
+                if self._held is not None:  # held positions: accepted, never re-noised
+                    held, tokens = self._held
+                    accepted = torch.where(held, tokens, accepted)
+                    if getattr(sampler, "accepted_token_mask", None) is not None:
+                        sampler.accepted_token_mask = sampler.accepted_token_mask | held
                 mask = getattr(sampler, "accepted_token_mask", None)
                 if mask is None:  # samplers that keep no mask: accepted = took the sampled token
                     mask = (accepted == denoiser_canvas) & (accepted != current_canvas)
@@ -162,6 +192,16 @@ class GenerateRecorder(Collector):
         @functools.wraps(original)
         def denoising_step(*args, **kwargs):
             start = time.perf_counter()
+            step = self.num_steps
+            if self.fork is not None:
+                for change in self.fork.changes:
+                    if change["step"] == step:
+                        self._change_settings(change["settings"], kwargs)
+            if self.holds is not None:
+                canvas = kwargs["current_canvas"]
+                self._held = self.holds.at(self.canvas, step, canvas.device)
+                if self._held is not None:  # the decoder reads the held tokens
+                    kwargs["current_canvas"] = torch.where(self._held[0], self._held[1], canvas)
             finished = kwargs["finished_denoising"].clone()
             if self.finished_sequences is not None:
                 finished |= self.finished_sequences
@@ -176,6 +216,31 @@ class GenerateRecorder(Collector):
 
         return denoising_step
 
+    def _wrap_logits_processor(self, original):
+        @functools.wraps(original)
+        def prepare_logits_processor(*args, **kwargs):
+            processors = original(*args, **kwargs)
+            processors.append(HoldLogits(lambda: self._held))  # after the temperature
+            return processors
+
+        return prepare_logits_processor
+
+    def _change_settings(self, overrides: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        """Settings changed mid-run (a branch): set on the objects generate's loop reads them
+        from at every step (its own copies, never the model's generation config)."""
+        if "entropy_bound" in overrides:
+            kwargs["sampler"].entropy_bound = overrides["entropy_bound"]
+        for processor in kwargs["logits_processor"]:
+            for name in ("t_min", "t_max"):
+                if name in overrides and hasattr(processor, name):
+                    setattr(processor, name, overrides[name])
+        stop = kwargs.get("diffusion_stopping_criteria")
+        stop = getattr(stop, "inner", stop)
+        for name in ("stability_threshold", "confidence_threshold"):
+            if name in overrides:
+                setattr(stop, name, overrides[name])
+        self._in_force.update(overrides)
+
     def _wrap_finalize(self, original):
         @functools.wraps(original)
         def finalize_canvas(*args, **kwargs):
@@ -186,11 +251,17 @@ class GenerateRecorder(Collector):
 
         return finalize_canvas
 
+    def _setting(self, name: str) -> Any:
+        """A generate setting in force now (a branch's override from its fork step on)."""
+        if name in self._in_force:
+            return self._in_force[name]
+        return getattr(self.generation_config, name, None)
+
     def _temperature(self, remaining: int) -> float:
-        cfg = self.generation_config
-        if cfg is None or cfg.t_min is None or cfg.t_max is None:
+        t_min, t_max = self._setting("t_min"), self._setting("t_max")
+        if self.generation_config is None or t_min is None or t_max is None:
             return math.nan
-        return cfg.t_min + (cfg.t_max - cfg.t_min) * remaining / cfg.max_denoising_steps
+        return t_min + (t_max - t_min) * remaining / self.generation_config.max_denoising_steps
 
     def finish(self, *, complete: bool, seed: int | None, output: Any = None) -> Trace:
         batch, plen = self.prompt_ids.shape
@@ -206,8 +277,18 @@ class GenerateRecorder(Collector):
                           meta=self._meta(complete, seed))
 
     def _meta(self, complete, seed) -> dict[str, Any]:
-        return {"complete": complete, "source": "transformers",
-                "settings": {"seed": seed, **self.settings()}, **model_facts(self.model)}
+        meta = {"complete": complete, "source": "transformers", "run_id": uuid.uuid4().hex,
+                "settings": {"seed": seed, **self.settings()}, "generate_kwargs": self.given,
+                **model_facts(self.model)}
+        if self.attention_mask is not None:  # a padded prompt: a branch replays the mask
+            meta["attention_mask"] = self.attention_mask.detach().cpu().int().tolist()
+        if self.holds is not None:
+            meta["held"] = [h.as_meta() for h in self.holds.holds]
+        if self.fork is not None:
+            meta["fork"] = self.fork.meta
+            if self.fork.changes:
+                meta["changes"] = self.fork.changes
+        return meta
 
     def settings(self) -> dict[str, Any]:
         cfg = self.generation_config
