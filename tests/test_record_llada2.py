@@ -253,13 +253,24 @@ def test_live_steps_and_interrupt(pipe):
     _clean(pipe)
 
 
-def test_trace_file_and_views(pipe, tmp_path):
+def test_trace_file_and_views(pipe, tmp_path, capsys):
     trace = _record(pipe, "editing")
-    back = dgviz.load_trace(trace.save(tmp_path / "llada2.dgtrace"))
+    saved = trace.save(tmp_path / "llada2.dgtrace")
+    back = dgviz.load_trace(saved)
     assert back.family == "llada2"
     assert back.mask_token_id == trace.mask_token_id
     np.testing.assert_array_equal(back.states, trace.states)
     np.testing.assert_array_equal(back.flips, trace.flips)
+
+    from dgviz.cli import main
+
+    assert main(["info", str(saved)]) == 0
+    assert '"sampler": "BlockRefinementScheduler"' in capsys.readouterr().out
+    assert main(["export", str(saved), "--html", str(tmp_path / "cli.html")]) == 0
+    assert (tmp_path / "cli.html").stat().st_size > 0
+    frame = trace.to_dataframe()
+    assert len(frame) == trace.num_steps * trace.canvas_length
+    np.testing.assert_array_equal(frame["draft"], trace.draft[0].ravel())
 
     from dgviz import palette, payload
 
@@ -378,6 +389,21 @@ def test_compare_with_diffusion_gemma_on_the_same_prompt(pipe, tmp_path):
     labels = dgviz.compare([dg, ll]).labels
     assert labels[1].startswith("1: llada2 BlockRefinementScheduler")
     assert not labels[0].split(": ", 1)[1].startswith("llada2")
+
+
+def test_sweep_of_pipeline_settings(pipe):
+    """sweep records a LLaDA2Pipeline with schedules given as its own call arguments."""
+    schedules = {"4 steps": {"gen_length": 16, "num_inference_steps": 4},
+                 "2 steps": {"gen_length": 16, "num_inference_steps": 2}}
+    comparison = dgviz.sweep(pipe, None, CHAT, schedules=schedules, seeds=[3], progress=False)
+    summary = comparison.summary
+    assert list(summary["label"]) == ["4 steps", "2 steps"]
+    assert set(summary["family"]) == {"llada2"}
+    assert list(summary["steps"]) == [8, 4]  # two blocks, filled in 4 and in 2 steps
+    ref = pipe(messages=CHAT, generator=torch.Generator().manual_seed(3), gen_length=16,
+               num_inference_steps=2)
+    np.testing.assert_array_equal(comparison["2 steps", 3].trace.output_ids,
+                                  ref.sequences.numpy())
 
 
 @pytest.mark.browser

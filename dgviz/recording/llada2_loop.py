@@ -80,8 +80,8 @@ def llada2_incompatibility() -> str | None:
     try:
         from diffusers import LLaDA2Pipeline  # noqa: F401
     except ImportError as err:
-        return (f"diffusers {diffusers.__version__} has no usable LLaDA2Pipeline (it shipped in "
-                f"0.42): {err}")
+        return (f"diffusers {diffusers.__version__} has no usable LLaDA2Pipeline (dgviz records "
+                f"the one in diffusers 0.42): {err}")
     return None
 
 
