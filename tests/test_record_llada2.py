@@ -287,8 +287,11 @@ def test_trace_file_and_views(pipe, tmp_path, capsys):
     assert heat.colorbar.ticktext[0] == "masked"
     assert heat.zmax == 4.5
     assert palette.STATE_COLORS[MASKED] in str(heat.colorscale)
-    for figure in ("confidence_heatmap", "entropy_heatmap", "expert_load"):
-        getattr(dgviz.plots, figure)(trace)
+    figures = dgviz.plots.all_figures(trace)  # every figure with its default choices
+    assert {"lock_in", "accepted", "sampler", "expert_map"} <= set(figures)
+    assert "encoder_routing" not in figures  # LLaDA2 has no encoder
+    with pytest.raises(ValueError, match="no encoder"):
+        dgviz.plots.encoder_routing(trace)
     gif = trace.to_gif(tmp_path / "llada2.gif")
     assert gif.stat().st_size > 0
 
