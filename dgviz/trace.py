@@ -423,6 +423,25 @@ class Trace:
             "accepted": self.accepted[row, step][order],
         }
 
+    @cached_property
+    def routing_steps(self) -> dict[str, np.ndarray]:
+        """How the decoder's routing moves between steps, ``[B, S, N]`` arrays: ``experts_used``,
+        ``similarity`` to the step before (weighted Jaccard, averaged over positions) and the
+        same split by positions whose token ``similarity_changed`` / ``similarity_stayed``.
+        See `dgviz.trace_stats.routing_steps`."""
+        from .trace_stats import routing_steps
+
+        return routing_steps(self)
+
+    def stats(self) -> Any:
+        """What the run cost, one row per batch row (a pandas DataFrame): decoder forward
+        passes, tokens generated, tokens per forward pass, wall seconds, effective tokens per
+        second, positions newly accepted per step (mean, max), canvases, steps per canvas.
+        See `dgviz.trace_stats.run_stats`."""
+        from .trace_stats import run_stats
+
+        return run_stats(self)
+
     def forward_passes(self, row: int = 0) -> int:
         """Decoder forward passes this row used: its active steps, plus extra passes a diffusers
         scheduler made within steps (corrector sweeps), as recorded in ``settings``."""

@@ -126,11 +126,10 @@ def _check_branching(meta: Any, batch: int, length: int, prompt: int) -> None:
                                  and isinstance(fork.get("parent"), str)):
         raise TraceFormatError("Trace.meta['fork'] must be {parent, step, ...}.")
     mask = meta.get("attention_mask")
-    if mask is not None:
-        if not (isinstance(mask, list) and len(mask) == batch and all(
-                isinstance(r, list) and len(r) == prompt and all(v in (0, 1) for v in r)
-                for r in mask)):
-            raise TraceFormatError(f"Trace.meta['attention_mask'] must be {batch} list(s) of "
+    if mask is not None and not (isinstance(mask, list) and len(mask) == batch and all(
+            isinstance(r, list) and len(r) == prompt and all(v in (0, 1) for v in r)
+            for r in mask)):
+        raise TraceFormatError(f"Trace.meta['attention_mask'] must be {batch} list(s) of "
                                    f"{prompt} zeros and ones, as the prompt ids.")
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import dgviz
-from dgviz.trace import HELD
 from dgviz.testing import tiny_model
+from dgviz.trace import HELD
 
 GEN = {"max_new_tokens": 32, "max_denoising_steps": 6}
 ARRAYS = ("canvas_in", "sampled", "draft", "accepted", "confidence", "entropy", "topk_ids",
@@ -45,7 +45,7 @@ def test_no_edit_is_the_very_same_run(tiny, seed, where):
 def test_an_edit_is_read_at_the_fork_and_held_to_the_end(tiny, seed):
     parent = _parent(tiny, seed)
     canvas = 1
-    lo, hi = parent.canvas_bounds[canvas]
+    lo, _ = parent.canvas_bounds[canvas]
     step = int(lo) + 2
     position, token = 3, 9
     assert parent.canvas_in[0, step, position] != token or parent.draft[0, -1, position] != token

@@ -34,6 +34,7 @@ from .steps import (
 from .explainer import sampler_explainer
 from .routing import (
     expert_weights, expert_load, expert_churn, router_entropy, expert_map, encoder_routing,
+    routing_similarity,
 )
 from .export import all_figures, save_figure
 from .gif import canvas_gif
@@ -56,6 +57,7 @@ __all__ = [
     "expert_weights",
     "lock_in_map",
     "router_entropy",
+    "routing_similarity",
     "sampler_explainer",
     "save_figure",
 ]

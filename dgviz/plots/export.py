@@ -15,6 +15,7 @@ from .routing import (
     expert_map,
     expert_weights,
     router_entropy,
+    routing_similarity,
 )
 from .steps import (
     accepted_per_step,
@@ -43,6 +44,7 @@ def all_figures(trace: Trace, row: int = 0) -> dict[str, go.Figure]:
         figs["expert_churn_position"] = expert_churn(trace, row, by="position")
         figs["router_entropy"] = router_entropy(trace, row)
         figs["expert_map"] = expert_map(trace, 0, row)
+        figs["routing_similarity"] = routing_similarity(trace, row)
     if trace.encoder_expert_ids is not None:
         figs["encoder_routing"] = encoder_routing(trace, row)
     return figs

@@ -1,5 +1,5 @@
 """MoE routing figures: router weights at one step, expert load, churn, router entropy, the top-1
-expert map and the encoder's routing."""
+expert map, the encoder's routing, and how routing moves between steps."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import palette
-from ..trace import Trace
+from ..trace import FINAL, KEPT, Trace
 from ._common import (
     AXIS_BELOW,
     BUDGET_LEFT,
@@ -24,6 +24,7 @@ from ._common import (
     discrete_scale,
     int_axis,
     layer_px,
+    legend_entries,
     position_px,
     size,
     step_custom,
@@ -389,3 +390,68 @@ def _encoder_segments(trace: Trace, row: int, n_tok: int) -> list[tuple[int, int
         bounds.append((lo, min(lo + trace.canvas_length, n_tok), f"canvas {c}"))
         c += 1
     return bounds
+
+
+# ============================================================================ between steps
+def routing_similarity(trace: Trace, row: int = 0, canvas: int | None = None) -> go.Figure:
+    """How much each step's routing resembles the step before's, and whether it settles before
+    the tokens do.
+
+    Top: layer x step, the weighted Jaccard similarity of each position's expert weights with
+    the step before's, averaged over positions (1: the same experts with the same weights;
+    hover: distinct experts the step used). Bottom, averaged over layers: the similarity at
+    positions whose token (the one the decoder read) changed since the step before and at those
+    whose token stayed, beside the share of positions already holding their final token
+    (lock-in). See `Trace.routing_steps`.
+    """
+    from plotly.subplots import make_subplots
+
+    v = view(trace, row, canvas, routing=True)
+    steps = v.steps
+    rs = trace.routing_steps
+    sim = rs["similarity"][row, steps].astype(np.float64).T  # [N, n]
+    used = rs["experts_used"][row, steps].T
+    n_layers = sim.shape[0]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.55, 0.45],
+                        vertical_spacing=0.1)
+    custom = np.concatenate([step_custom(trace, steps, n_layers), used[..., None]], axis=-1)
+    fig.add_trace(go.Heatmap(
+        z=sim, x=steps, y=np.arange(n_layers), customdata=custom,
+        colorscale=palette.LOAD_SCALE, zmin=0, zmax=1,
+        colorbar=dict(title=dict(text="similarity"), thickness=14, len=0.55, y=1,
+                      yanchor="top"),
+        hovertemplate=("layer %{y} · " + step_hover(False) + "<br>similarity to the step "
+                       "before %{z:.2f}<br>distinct experts used %{customdata[3]}<extra></extra>"),
+        hoverongaps=False, showlegend=False,
+    ), row=1, col=1)
+    locked = (steps[None, :] >= trace.lock_in[row][trace.step_canvas[steps]].T).mean(axis=0)
+    lines = (
+        (rs["similarity_changed"][row, steps], "routing similarity: token changed", MUTED,
+         "dot"),
+        (rs["similarity_stayed"][row, steps], "routing similarity: token stayed",
+         palette.STATE_COLORS[KEPT], "solid"),
+        (locked, "tokens settled (share holding their final token)",
+         palette.STATE_COLORS[FINAL], "dash"),
+    )
+    for y, name, color, dash in lines:
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 2:  # [n, N] -> mean over the layers that have a value
+            count = np.isfinite(y).sum(-1)
+            y = np.where(count > 0, np.nansum(y, axis=-1) / np.maximum(count, 1), np.nan)
+        y = np.where(v.active, y, np.nan)
+        fig.add_trace(go.Scatter(
+            x=steps, y=y, name=name, mode="lines+markers", connectgaps=False,
+            line=dict(color=color, width=2.5, dash=dash), marker=dict(size=4),
+            hovertemplate="step %{x}<br>" + name + ": %{y:.2f}<extra></extra>",
+        ), row=2, col=1)
+    v.layout(fig, "Routing between steps: similarity to the step before",
+             "blank: a canvas's first step (no step before)")
+    fig.update_yaxes(title_text="decoder layer", autorange="reversed", showgrid=False,
+                     tickmode="linear" if n_layers <= 16 else None, dtick=1, row=1, col=1)
+    fig.update_yaxes(title_text="mean over layers", range=[0, 1.05], row=2, col=1)
+    timeline(fig, trace, steps, row=2, col=1, top_axis=True, label_canvases=True)
+    fig.update_xaxes(showgrid=False, row=1, col=1)
+    for c in np.unique(trace.step_canvas[steps])[1:]:
+        boundary(fig, int(trace.canvas_bounds[c, 0]) - 0.5, row=1, col=1)
+    return size(fig, layer_px(n_layers) + 220, below=TIMELINE_BELOW,
+                legend=legend_entries(fig))

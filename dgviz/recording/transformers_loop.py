@@ -94,6 +94,7 @@ def record_generate(
 
     def generate():
         with recorder.installed():
+            recorder.started = time.perf_counter()
             return model.generate(input_ids, **generate_kwargs)
 
     return record_keeping_partial(
@@ -116,6 +117,7 @@ class GenerateRecorder(Collector):
         self.finished_sequences: torch.Tensor | None = None
         self._stop_fired: torch.Tensor | None = None
         self.given: list[str] = []  # generate keywords the caller set
+        self.started: float | None = None  # when generate was called (wall time, stats())
         self.attention_mask: torch.Tensor | None = None  # the prompt's, kept for a branch
         self.holds: Holds | None = None
         self.fork: Fork | None = None
@@ -277,7 +279,9 @@ class GenerateRecorder(Collector):
                           meta=self._meta(complete, seed))
 
     def _meta(self, complete, seed) -> dict[str, Any]:
+        wall = None if self.started is None else time.perf_counter() - self.started
         meta = {"complete": complete, "source": "transformers", "run_id": uuid.uuid4().hex,
+                "wall_seconds": wall,
                 "settings": {"seed": seed, **self.settings()}, "generate_kwargs": self.given,
                 **model_facts(self.model)}
         if self.attention_mask is not None:  # a padded prompt: a branch replays the mask
