@@ -57,11 +57,13 @@ def chunk_bytes(trace: Trace, canvas: int, routing: bool = True) -> int:
 
 
 def canvas_payload(trace: Trace, row: int, canvas: int, *, routing: bool = True,
-                   states: np.ndarray | None = None, version: int = 0) -> dict[str, Any]:
+                   states: np.ndarray | None = None, version: int = 0,
+                   reference: Trace | None = None) -> dict[str, Any]:
     """One canvas's steps for the front end: ``{canvas, lo, version, <encoded arrays>}``.
 
     Arrays are ``[n, L]`` (``topk_*`` ``[n, L, K]``; ``expert_*`` ``[n, N, L, k]``,
-    ``router_entropy`` ``[n, N, L]``) for the ``n`` steps of the canvas.
+    ``router_entropy`` ``[n, N, L]``) for the ``n`` steps of the canvas. With a ``reference``
+    run (a branch's parent), ``differs`` marks where the draft differs from its draft.
     """
     steps = np.flatnonzero(trace.step_canvas == canvas)
     lo, hi = int(steps[0]), int(steps[-1]) + 1
@@ -72,11 +74,26 @@ def canvas_payload(trace: Trace, row: int, canvas: int, *, routing: bool = True,
     for name, policy in _CHUNK_FIELDS:
         value = source[name] if name in source else getattr(trace, name)[row, lo:hi]
         out[name] = _codec.encode(value, ids if policy == "id" else policy)
+    if reference is not None:
+        out["differs"] = _codec.encode(differs(trace, reference, row, canvas), "uint8")
     if routing and trace.has_routing:
         out["expert_ids"] = _codec.encode(trace.expert_ids[row, lo:hi], _expert_dtype(trace))
         out["expert_weights"] = _codec.encode(trace.expert_weights[row, lo:hi], "float16")
         out["router_entropy"] = _codec.encode(trace.router_entropy[row, lo:hi], "float16")
     return out
+
+
+def differs(trace: Trace, reference: Trace, row: int, canvas: int) -> np.ndarray:
+    """bool ``[n, L]``: where ``trace``'s draft differs from ``reference``'s at the same step of
+    the same canvas (a reference canvas that ended earlier is compared at its last step)."""
+    steps = np.flatnonzero(trace.step_canvas == canvas)
+    out = np.zeros((steps.size, trace.canvas_length), dtype=bool)
+    if (canvas >= reference.num_canvases or reference.canvas_length != trace.canvas_length
+            or row >= reference.batch_size):
+        return out
+    ref = np.flatnonzero(reference.step_canvas == canvas)
+    local = np.minimum(np.arange(steps.size), ref.size - 1)
+    return trace.draft[row, steps] != reference.draft[row, ref[local]]
 
 
 def _jsonable(value: Any) -> Any:
@@ -109,6 +126,15 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
     if in_progress is not None and 0 <= in_progress < c:
         lock_in[in_progress] = -1
     routed = trace.has_routing and (transport or {}).get("routing", True)
+    drift = {}
+    if routed and not live:  # routing between steps (a finished run: computed once per trace)
+        rs = trace.routing_steps
+        drift = {name: _codec.encode(rs[key][row], dtype) for name, key, dtype in (
+            ("routing_similarity", "similarity", "float32"),
+            ("routing_changed", "similarity_changed", "float32"),
+            ("routing_stayed", "similarity_stayed", "float32"),
+            ("experts_used", "experts_used", "uint16"))}
+    stats = trace.stats().iloc[row].to_dict() if trace.num_steps else {}
     settings = trace.settings
     model = trace.meta.get("model", {})
     prompt_text = trace.prompt_text[row] if row < len(trace.prompt_text) else ""
@@ -134,6 +160,7 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "lock_in": _codec.encode(lock_in, "int32"),
             "first_accepted": _codec.encode(first, "int32"),
             "flips": _codec.encode(flips, "int32"),
+            **drift,
         },
         "info": _jsonable({
             "settings": settings,
@@ -149,6 +176,7 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "mask_token_id": trace.mask_token_id,  # masked diffusion: the legend shows "masked"
             "held": bool(trace.meta.get("held")),  # the legend shows "held"
             "fork": trace.fork,  # a branch: the strip marks its fork step
+            "stats": stats,  # Trace.stats() of this row: the header's cost figures
             "versions": trace.meta.get("versions", {}),
         }),
         "palette": palette.as_dict(),

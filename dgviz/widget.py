@@ -25,7 +25,7 @@ import traitlets
 
 from . import _codec
 from .payload import STATIC, SYNC_MODES, canvas_payload, chunk_bytes, run_payload, token_payload
-from .trace import Trace
+from .trace import Trace, visible
 
 DEFAULT_MAX_BYTES = 16_000_000  # per widget, in the browser; Colab drops much larger comms
 
@@ -56,6 +56,14 @@ class Timeline(anywidget.AnyWidget):
         Show only a header line, the controls, the state legend and the canvas.
     label:
         Text for the header (e.g. the schedule's name), instead of the prompt.
+    model, tokenizer:
+        The model and tokenizer that recorded ``trace``: the widget then offers "branch here"
+        (pin a token, pick a replacement, press the button; `dgviz.branch` runs live and its
+        timeline appears below, synced, differing tokens underlined). Without them (and in
+        offline HTML) no branch control is shown.
+    reference:
+        A run to compare with (a branch's parent): tokens whose draft differs from it at the
+        same step are underlined.
     """
 
     _esm = STATIC / "widget.js"
@@ -85,11 +93,14 @@ class Timeline(anywidget.AnyWidget):
     explainer or routing panels): small enough to stack several runs."""
     label = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     """A title for the header (shown as text), instead of the prompt."""
+    can_branch = traitlets.Bool(False).tag(sync=True)
+    """A model is attached: the widget shows the "branch here" line (see `Timeline.branch`)."""
 
     def __init__(self, trace: Trace | None = None, *, row: int = 0, step: int = 0,
                  max_bytes: int = DEFAULT_MAX_BYTES, routing: bool = True,
                  sync: str | None = None, sync_mode: str = "normalized", compact: bool = False,
-                 label: str | None = None) -> None:
+                 label: str | None = None, model: Any = None, tokenizer: Any = None,
+                 reference: Trace | None = None) -> None:
         _check_sync(sync, sync_mode)
         if label is not None and not isinstance(label, str):
             raise TypeError(f"label must be a string or None (got {type(label).__name__}).")
@@ -97,7 +108,19 @@ class Timeline(anywidget.AnyWidget):
             raise TypeError(f"Timeline needs a dgviz.Trace, got {type(trace).__name__}.")
         if not isinstance(max_bytes, int) or max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive integer (got {max_bytes!r}).")
-        super().__init__(sync=sync, sync_mode=sync_mode, compact=bool(compact), label=label)
+        if (model is None) != (tokenizer is None):
+            raise TypeError("Branching needs both the model and its tokenizer: "
+                            "Timeline(trace, model=model, tokenizer=tokenizer).")
+        if reference is not None and not isinstance(reference, Trace):
+            raise TypeError(f"reference must be a dgviz.Trace (got {type(reference).__name__}).")
+        super().__init__(sync=sync, sync_mode=sync_mode, compact=bool(compact), label=label,
+                         can_branch=model is not None)
+        self._model, self._tokenizer = model, tokenizer
+        self._reference = reference
+        self._branches: Any = None  # ipywidgets.VBox of the branches' views, made on first use
+        self._family: Any = None  # VBox([self, self._branches])
+        self.branches: list[Timeline] = []
+        """The branches made from this widget, in order."""
         self._row = int(row)
         self._initial_step = int(step)
         self._max_bytes = max_bytes
@@ -184,7 +207,8 @@ class Timeline(anywidget.AnyWidget):
     def _chunk(self, canvas: int) -> dict[str, Any]:
         self._version += 1
         return canvas_payload(self._trace, self._row, canvas, routing=self._routing,
-                              states=self._states, version=self._version)
+                              states=self._states, version=self._version,
+                              reference=self._reference)
 
     def _load(self, canvas: int) -> None:
         """Send one more canvas (front-end request); drop the least recently used over the cap."""
@@ -214,6 +238,67 @@ class Timeline(anywidget.AnyWidget):
             self._load(int(content.get("canvas", -1)))
         elif kind == "stop":
             self.stop()
+        elif kind == "branch":
+            self._branch_request(content)
+
+    # ------------------------------------------------------------------ branching
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        if not self.can_branch:
+            return super()._repr_mimebundle_(**kwargs)
+        return self.view_with_branches()._repr_mimebundle_(**kwargs)
+
+    def view_with_branches(self) -> Any:
+        """This timeline with its branches below it (an ``ipywidgets.VBox``); what displaying a
+        Timeline with a model shows."""
+        import ipywidgets
+
+        if self._branches is None:
+            self._branches = ipywidgets.VBox([])
+            self._family = ipywidgets.VBox([self, self._branches])
+        return self._family
+
+    def _branch_request(self, content: dict) -> None:
+        """The front end's "branch here": ``{step, position, token | text}``."""
+        from .recording.holds import resolve_token
+
+        try:
+            if self._trace is None or self._model is None:
+                raise RuntimeError("This widget has no trace and model to branch.")
+            position = int(content.get("position", -1))
+            token = content.get("text") if "text" in content else content.get("token")
+            vocab = int(self._trace.meta.get("model", {}).get("vocab_size") or 0) or 2**31
+            token_id = resolve_token(self._tokenizer, token, vocab, f"position {position}")
+            self.branch(int(content.get("step", -1)), {position: token_id})
+        except Exception as err:  # shown in the widget: a click must not raise in the kernel
+            self.error = f"branch refused: {err}"
+
+    def branch(self, step: int, edits: dict | None = None, **branch_kwargs: Any) -> Timeline:
+        """Branch this widget's run at ``step`` (`dgviz.branch`), live, in a new Timeline shown
+        below this one and synced with it; returns the new Timeline (``.wait()`` gives its
+        trace). ``branch_kwargs`` go to `dgviz.branch` (``entropy_bound=``, ...)."""
+        from .branching import branch
+
+        trace = self._trace
+        if trace is None or self._model is None:
+            raise RuntimeError("Branching needs a recorded trace and the model: "
+                               "Timeline(trace, model=model, tokenizer=tokenizer).")
+        if self.sync is None:  # parent and branch scrub together, step for step
+            import uuid
+
+            self.sync_mode = "forward_passes"
+            self.sync = f"dgviz-branch-{uuid.uuid4().hex[:12]}"
+        label = _branch_label(self._tokenizer, step, edits or {}, branch_kwargs)
+        child = Timeline(row=self._row, step=-1, sync=self.sync, sync_mode=self.sync_mode,
+                         label=label, model=self._model, tokenizer=self._tokenizer,
+                         reference=trace)
+        self.branches.append(child)
+        self.view_with_branches()
+        self._branches.children = (*self._branches.children, child.view_with_branches())
+        self.error = ""
+        model, tokenizer, row = self._model, self._tokenizer, self._row
+        child._start(lambda on_step: branch(model, tokenizer, trace, step, edits, row=row,
+                                            on_step=on_step, **branch_kwargs))
+        return child
 
     # ------------------------------------------------------------------ live runs
     def record(self, model: Any, tokenizer: Any, prompt: Any, *, interval: float = 0.1,
@@ -225,9 +310,16 @@ class Timeline(anywidget.AnyWidget):
         result is `Timeline.trace` when `wait` returns (errors are shown in the widget and
         kept in `Timeline.exception`).
         """
+        from .recording import record
+
+        return self._start(lambda on_step: record(model, tokenizer, prompt, on_step=on_step,
+                                                  **record_kwargs), interval=interval)
+
+    def _start(self, run: Any, *, interval: float = 0.1) -> Timeline:
+        """Run ``run(on_step) -> Trace`` in a background thread, filling this widget live."""
         if self._thread is not None and self._thread.is_alive():
             raise RuntimeError("This widget is already recording a run; wait() or stop() first.")
-        from .recording import StepEvent, record
+        from .recording import StepEvent
 
         self._stop.clear()
         self.exception = None
@@ -249,7 +341,7 @@ class Timeline(anywidget.AnyWidget):
 
         def work() -> None:
             try:
-                trace = record(model, tokenizer, prompt, on_step=on_step, **record_kwargs)
+                trace = run(on_step)
             except _Stopped as err:
                 partial = getattr(err, "partial_trace", None)  # record attaches the steps so far
                 if partial is None:  # building it failed: keep the last live view
@@ -338,22 +430,46 @@ class _Stopped(Exception):
     """Raised inside the recorder's step callback to stop a live run."""
 
 
-def show(model: Any, tokenizer: Any, prompt: Any, *, row: int = 0, interval: float = 0.1,
+def show(source: Any = None, /, tokenizer: Any = None, prompt: Any = None, *,
+         model: Any = None, row: int = 0, interval: float = 0.1,
          **record_kwargs: Any) -> Timeline:
-    """Display a timeline at once and fill it step by step while ``model`` generates.
+    """Display a timeline at once: a live run, or a recorded trace you can branch.
 
-    ``record_kwargs`` go to `dgviz.record` (``seed``, ``max_new_tokens``, ``max_denoising_steps``,
-    …). Returns the widget; ``widget.wait()`` returns the finished `Trace` (the same one
-    `dgviz.record` returns) and ``widget.trace`` holds it once the run is done.
+    ``show(model, tokenizer, prompt, **record_kwargs)`` fills the widget step by step while
+    ``model`` generates; ``record_kwargs`` go to `dgviz.record` (``seed``, ``max_new_tokens``,
+    ``max_denoising_steps``, …), and ``widget.wait()`` returns the finished `Trace` (the same
+    one `dgviz.record` returns).
+
+    ``show(trace, model=model, tokenizer=tokenizer)`` shows a recorded run with "branch here":
+    pin a token, pick a replacement, and the branch (`dgviz.branch`) records live below it.
+    Returns the widget.
     """
-    widget = Timeline(row=row, step=-1)
     try:
         from IPython.display import display
-
-        display(widget)
     except ImportError:  # pragma: no cover - IPython ships with ipywidgets
-        pass
-    return widget.record(model, tokenizer, prompt, interval=interval, **record_kwargs)
+        def display(_widget: Any) -> None:
+            pass
+
+    if isinstance(source, Trace):
+        if prompt is not None or record_kwargs:
+            raise TypeError("show(trace, model=..., tokenizer=...) takes no prompt or record "
+                            "settings: the trace has them.")
+        widget = Timeline(source, row=row, model=model, tokenizer=tokenizer)
+        display(widget)
+        return widget
+    if source is not None and model is not None:
+        raise TypeError("Give the model once: show(model, tokenizer, prompt).")
+    widget = Timeline(row=row, step=-1)
+    display(widget)
+    return widget.record(source if model is None else model, tokenizer, prompt,
+                         interval=interval, **record_kwargs)
 
 
-__all__ = ["Timeline", "show", "synced"]
+def _branch_label(tokenizer: Any, step: int, edits: dict, settings: dict) -> str:
+    """The branch's header: where it forked and what changed (shown as text)."""
+    changes = []
+    for position, token in edits.items():
+        text = tokenizer.decode([token]) if isinstance(token, int) else str(token)
+        changes.append(f"position {position} \u2192 {visible(text)!r}")
+    changes += [f"{k}={v}" for k, v in settings.items()]
+    return f"branch at step {int(step) + 1}" + (": " + ", ".join(changes) if changes else "")

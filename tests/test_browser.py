@@ -303,6 +303,81 @@ def test_jupyterlab_synced_timelines_move_together(lab, page):
     assert ours == [], ours
 
 
+def test_jupyterlab_branches_a_run_live(lab, page):
+    """Pin a token, type a replacement, press Enter: the branch records live below the run,
+    synced with it, its fork marked and the tokens that differ underlined; Python has it."""
+    from playwright.sync_api import expect
+
+    cells = [
+        "import dgviz\nfrom dgviz.testing import tiny_model\nmodel, tok = tiny_model()\n"
+        "trace = dgviz.record(model, tok, 'the cat sat', seed=4, max_new_tokens=32,\n"
+        "                     max_denoising_steps=6)\n"
+        "w = dgviz.show(trace, model=model, tokenizer=tok)",
+        "b = w.branches[0]\nt = b.wait(60)\n"
+        "print('BRANCH', t.fork['step'], t.fork['edits'], b.status.split(':')[0], "
+        "t.final_tokens[0, 0, 5] == tok.convert_tokens_to_ids('cat'))",
+    ]
+    (lab["root"] / "t4.ipynb").write_text(json.dumps(_notebook(cells)))
+    page.goto(f"{lab['base']}/lab/tree/t4.ipynb?token={TOKEN}&reset")
+    expect(page.locator("#jp-main-statusbar")).to_contain_text("Python 3 (ipykernel) | Idle",
+                                                               timeout=90_000)
+    page.locator(".jp-Cell").nth(0).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    w = page.locator(".jp-OutputArea-output .dgv-root").first
+    expect(w.locator(".dgv-tok")).to_have_count(16, timeout=60_000)
+    bar = w.locator(".dgv-branch")
+    expect(bar).to_be_visible()
+    expect(bar).to_have_attribute("data-ready", "false")
+    height = w.bounding_box()["height"]
+    w.locator(".dgv-play").focus()
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(w).to_have_attribute("data-step", "2")
+    w.locator('.dgv-tok[data-pos="5"]').click()
+    expect(bar).to_have_attribute("data-ready", "true")
+    expect(bar).to_have_attribute("data-step", "2")
+    expect(bar.locator(".dgv-branch-alt option")).to_have_count(5)  # the top-5 alternatives
+    assert w.bounding_box()["height"] == height  # the line was there all along
+    cells_before = page.locator(".jp-Cell").count()
+    box = bar.locator(".dgv-branch-text")
+    box.click()
+    page.keyboard.type("cat")  # letters the notebook's command mode would take
+    expect(box).to_have_value("cat")
+    assert page.locator(".jp-Cell").count() == cells_before
+    page.keyboard.press("Enter")
+    child = page.locator(".jp-OutputArea-output .dgv-root").nth(1)
+    expect(child.locator(".dgv-status")).to_contain_text("done:", timeout=90_000)
+    expect(child.locator(".dgv-title")).to_contain_text("branch at step 3: position 5")
+    expect(child.locator(".dgv-facts")).to_contain_text("branched at step 3")
+    expect(child.locator(".dgv-forkmark")).to_have_count(1)
+    # synced step for step: the parent's playhead moves the branch
+    w.locator(".dgv-play").focus()
+    page.keyboard.press("Home")
+    expect(child).to_have_attribute("data-step", "0")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    expect(child).to_have_attribute("data-step", "3")
+    expect(child.locator('.dgv-tok[data-pos="5"]')).to_have_attribute("data-differs", "1")
+    expect(child.locator('.dgv-tok[data-pos="5"]')).to_have_attribute("data-state", "5")  # held
+    expect(child.locator('.dgv-tok[data-pos="5"]')).to_have_text("cat")
+    child.locator('.dgv-tok[data-pos="5"]').click()
+    expect(child.locator(".dgv-inspector")).to_contain_text("held")
+    cell = page.locator(".jp-Cell").nth(1)
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expect(cell.locator(".jp-OutputArea-output")).to_contain_text(
+        "BRANCH 2 {'5': ", timeout=60_000)
+    expect(cell.locator(".jp-OutputArea-output")).to_contain_text("done True")
+    w.locator('.dgv-tok[data-pos="5"]').click()  # pin the same token in the parent
+    ARTIFACTS.mkdir(exist_ok=True)
+    w.screenshot(path=str(ARTIFACTS / "browser-lab-branch-parent.png"))
+    child.screenshot(path=str(ARTIFACTS / "browser-lab-branch-child.png"))
+    _shot(page, "browser-lab-branch.png")
+    ours = [e for e in page.errors if re.search(r"blob:|anywidget|dgv", e)]
+    assert ours == [], ours
+
+
 def _need(module: str, why: str) -> None:
     try:
         __import__(module)

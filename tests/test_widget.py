@@ -106,7 +106,7 @@ def test_widget_state_is_binary_not_json_numbers(tiny_trace):
     state, _paths, buffers = _remove_buffers(w.get_state())
     text = json.dumps({k: v for k, v in state.items() if k not in ("_esm", "_css")})
     # every array became a binary buffer; what stays JSON is small (facts, token text, palette)
-    assert len(buffers) == 11 + 3 * 12
+    assert len(buffers) == 11 + 4 + 3 * 12  # run arrays, routing between steps, 3 chunks
     assert sum(memoryview(b).nbytes for b in buffers) == w.payload_bytes
     assert len(text) < 12_000
     number_list = r"\[\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?){15,}"
@@ -433,3 +433,72 @@ def test_bundle_has_the_sync_registry_and_no_inner_html():
     assert "dgviz.sync-groups.v1" in js
     assert "innerHTML" not in js
     assert "insertAdjacentHTML" not in js
+
+
+# ---------------------------------------------------------------------------- branching
+def test_branch_here_records_the_branch_live_below_the_parent(tiny):
+    model, tok = tiny
+    parent = dgviz.record(model, tok, "the cat sat", seed=4, max_new_tokens=32,
+                          max_denoising_steps=6)
+    w = Timeline(parent, model=model, tokenizer=tok)
+    assert w.can_branch
+    assert not Timeline(parent).can_branch  # no model: no branch control
+    token = int(parent.topk_ids[0, 2, 5, 1])  # the second alternative at step 2, position 5
+    w._on_msg(w, {"kind": "branch", "step": 2, "position": 5, "token": token}, [])
+    assert len(w.branches) == 1
+    child = w.branches[0]
+    trace = child.wait(timeout=120)
+    assert child.status.startswith("done: "), (child.status, child.error)
+    expected = dgviz.branch(model, tok, parent, 2, {5: token})
+    for name in ("canvas_in", "draft", "accepted", "confidence"):
+        np.testing.assert_array_equal(getattr(trace, name), getattr(expected, name),
+                                      err_msg=name)
+    # synced step for step, shown below the parent, the fork in its payload and header
+    assert w.sync is not None
+    assert child.sync == w.sync
+    assert w.sync_mode == "forward_passes"
+    assert child.label.startswith("branch at step 3: position 5")
+    assert child._run["info"]["fork"]["step"] == 2
+    assert w.view_with_branches().children[1].children[0].children[0] is child
+    # differing drafts are marked: none before the fork, the edit from the fork on
+    differs = _codec.decode(child._chunks["0"]["differs"]).astype(bool)
+    assert not differs[:2].any()
+    assert differs[2:, 5].all() == (parent.draft[0, 2, 5] != token)
+    np.testing.assert_array_equal(
+        differs, trace.draft[0, :differs.shape[0]] != parent.draft[0, :differs.shape[0]])
+
+
+def test_branch_requests_that_fail_show_in_the_widget(tiny, tiny_trace):
+    model, tok = tiny
+    w = Timeline(tiny_trace, model=model, tokenizer=tok)
+    w._on_msg(w, {"kind": "branch", "step": 1, "position": 0, "text": "the cat"}, [])
+    assert w.branches == []
+    assert "exactly one token" in w.error
+    with pytest.raises(TypeError, match="both the model and its tokenizer"):
+        Timeline(tiny_trace, model=model)
+
+
+def test_show_a_trace_with_a_model_can_branch(tiny, tiny_trace):
+    model, tok = tiny
+    w = show(tiny_trace, model=model, tokenizer=tok)
+    assert w.trace is tiny_trace
+    assert w.can_branch
+    bundle = w._repr_mimebundle_()
+    view = bundle[0] if isinstance(bundle, tuple) else bundle
+    # displayed with its (empty) box of branches under it
+    assert view["application/vnd.jupyter.widget-view+json"]["model_id"] == \
+        w.view_with_branches().model_id
+    with pytest.raises(TypeError, match="takes no prompt"):
+        show(tiny_trace, prompt="hello", model=model, tokenizer=tok)
+
+
+def test_run_payload_carries_the_cost_and_routing_between_steps(tiny_trace):
+    w = Timeline(tiny_trace)
+    info = w._run["info"]
+    assert info["stats"]["forward_passes"] == tiny_trace.forward_passes(0)
+    assert info["stats"]["tokens"] == tiny_trace.stats().iloc[0]["tokens"]
+    arrays = w._run["arrays"]
+    sim = _codec.decode(arrays["routing_similarity"])
+    np.testing.assert_array_equal(sim, tiny_trace.routing_steps["similarity"][0])
+    used = _codec.decode(arrays["experts_used"])
+    np.testing.assert_array_equal(used, tiny_trace.routing_steps["experts_used"][0])

@@ -49,18 +49,20 @@ export function textColorFor(bg) {
   return contrast(bg, "#000000") >= contrast(bg, "#FFFFFF") ? "#000000" : "#FFFFFF";
 }
 
-export const RENOISED = 0, NEW = 1, KEPT = 2, FINAL = 3, MASKED = 4;
+export const RENOISED = 0, NEW = 1, KEPT = 2, FINAL = 3, MASKED = 4, HELD = 5;
 export const STATE_NAMES = ["re-noised", "accepted this step", "accepted earlier", "final",
-  "masked"];
+  "masked", "held"];
 
 /**
- * The states a run's positions can take, in legend order (dgviz.trace.UNIFORM_STATES /
- * MASKED_STATES): masked diffusion (a mask token id) has "masked" instead of "re-noised".
- * @param {number | null | undefined} maskTokenId
+ * The states a run's positions can take, in legend order (dgviz.trace.Trace.state_values):
+ * masked diffusion (a mask token id) has "masked" instead of "re-noised"; a run that held tokens
+ * (hold=, a branch's edits) adds "held".
+ * @param {number | null | undefined} maskTokenId @param {boolean} [held]
  */
-export function statesOf(maskTokenId) {
-  return maskTokenId === null || maskTokenId === undefined
+export function statesOf(maskTokenId, held = false) {
+  const states = maskTokenId === null || maskTokenId === undefined
     ? [RENOISED, NEW, KEPT, FINAL] : [MASKED, NEW, KEPT, FINAL];
+  return held ? [...states, HELD] : states;
 }
 
 /**

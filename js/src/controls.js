@@ -27,6 +27,7 @@ const OWN_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Pa
  * @property {(mode: string) => void} syncMode
  * @property {() => void} unpin
  * @property {() => void} stop stop a live run
+ * @property {() => void} branch Enter in the branch bar's text box: branch there
  * @property {() => void} options a menu changed (speed, text mode, colour, layer): re-read them
  */
 
@@ -47,6 +48,21 @@ function button(label, title, fn, cls, iconName) {
 function select(cls, title, options, onchange) {
   return h("select", { class: cls, title, onchange },
     ...options.map(([value, label]) => h("option", { value }, label)));
+}
+
+/**
+ * The run's cost for the header: forward passes, tokens per pass, tokens per second.
+ * @param {import("./types.js").RunStats | undefined} stats
+ */
+export function costText(stats) {
+  if (!stats || !stats.forward_passes) return "";
+  /** @param {number | null | undefined} v @param {number} d */
+  const num = (v, d) => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(d) : null);
+  const parts = [`${stats.forward_passes} forward passes`];
+  const tpf = num(stats.tokens_per_forward, 2), tps = num(stats.tokens_per_second, 1);
+  if (tpf) parts.push(`${tpf} tokens/pass`);
+  if (tps) parts.push(`${tps} tokens/s`);
+  return ` (${parts.join(", ")})`;
 }
 
 export class Controls {
@@ -169,9 +185,11 @@ export class Controls {
     const bound = s.entropy_bound;
     const facts = [info.model_name, s.sampler,
       typeof bound === "number" && Number.isFinite(bound) ? `entropy bound ${bound}` : null,
-      `${run.bounds.length} canvas(es) \u00d7 ${run.length} positions`, `${run.steps} steps`,
+      `${run.bounds.length} canvas(es) \u00d7 ${run.length} positions`,
+      `${run.steps} steps${costText(info.stats)}`,
       info.batch_size > 1 ? `row ${info.row} of ${info.batch_size}` : null,
       info.complete === false && !info.live ? "INCOMPLETE run" : null,
+      info.fork ? `branched at step ${info.fork.step + 1}` : null,
     ].filter(Boolean).join(" \u00b7 ");
     setText(this.facts, facts);
     setAttr(this.facts, "title", facts);
@@ -214,11 +232,17 @@ export class Controls {
   renderStrip(run, loc, step) {
     const n = run.steps;
     const segments = run.bounds.length;
-    if (this.strip.dataset.n !== String(n) || this.strip.childElementCount !== segments + 1) {
-      this.strip.dataset.n = String(n);
+    const fork = run.info.fork;
+    const key = `${n}:${fork ? fork.step : ""}`;
+    if (this.strip.dataset.key !== key || this.strip.childElementCount < segments + 1) {
+      this.strip.dataset.key = key;
+      // a branch: a mark where it left its parent (first step that differs)
+      const mark = fork ? h("div", { class: "dgv-forkmark",
+        style: `left: ${(stepToFraction(fork.step, n) * 100).toFixed(3)}%`,
+        title: `branched from its parent run at step ${fork.step + 1}` }) : null;
       this.strip.replaceChildren(...run.bounds.map(([lo, hi], c) => h("div",
         { class: "dgv-seg", style: `flex: ${hi - lo} 0 0`, "data-canvas": c }, `canvas ${c + 1}`)),
-      this.playhead);
+      ...(mark ? [mark] : []), this.playhead);
       this.segOn = -1;
     }
     if (this.segOn !== loc.canvas) {
@@ -236,8 +260,8 @@ export class Controls {
    */
   renderLegend(run, colorBy, layer) {
     const pal = run.palette;
-    const states = statesOf(run.info.mask_token_id);
-    const key = `${colorBy}:${layer}:${run.shape.experts}:${states[0]}`;
+    const states = statesOf(run.info.mask_token_id, Boolean(run.info.held));
+    const key = `${colorBy}:${layer}:${run.shape.experts}:${states.join("")}`;
     if (this.legend.dataset.key === key) return;
     this.legend.dataset.key = key;
     /**
@@ -291,9 +315,16 @@ export function bindKeys(root, actions, ready) {
   /** @param {KeyboardEvent} e */
   const onKey = (e) => {
     const path = e.composedPath();
-    if (!OWN_KEYS.has(e.key) || !path.includes(root)) return;
-    e.stopPropagation();
+    if (!path.includes(root)) return;
     const t = /** @type {HTMLElement} */ (path[0]);
+    if (t && t.tagName === "INPUT" && /** @type {HTMLInputElement} */ (t).type === "text") {
+      // typing a token: every key is the text box's (the notebook's shortcuts included)
+      e.stopPropagation();
+      if (e.key === "Enter") { e.preventDefault(); actions.branch(); }
+      return;
+    }
+    if (!OWN_KEYS.has(e.key)) return;
+    e.stopPropagation();
     const tag = t && t.tagName;
     const native = tag === "SELECT" || (tag === "INPUT" && e.key !== " ") ||
       (tag === "BUTTON" && (e.key === " " || e.key === "Enter"));

@@ -9,12 +9,31 @@ import { clamp } from "./timeline.js";
 
 const HEIGHT = 110;
 
+/**
+ * One line on how this step's routing compares with the step before's (a finished run).
+ * @param {Run} run @param {number} step global @param {number} layer @param {number} layers
+ */
+export function driftText(run, step, layer, layers) {
+  const a = run.a, i = step * layers + layer;
+  if (!a.routing_similarity || i >= a.routing_similarity.length) return "\u00a0";
+  const used = `${a.experts_used[i]} of ${run.shape.experts} experts used`;
+  const sim = a.routing_similarity[i];
+  if (!Number.isFinite(sim)) return `${used} \u00b7 first step of its canvas`;
+  /** @param {number} v */
+  const f = (v) => (Number.isFinite(v) ? v.toFixed(2) : "\u2013");
+  return `${used} \u00b7 similarity to the step before ${f(sim)} ` +
+    `(token changed ${f(a.routing_changed[i])}, stayed ${f(a.routing_stayed[i])})`;
+}
+
 export class RoutingPanel {
   constructor() {
     this.title = h("div", { class: "dgv-line dgv-sub" });
+    this.drift = h("div", { class: "dgv-line dgv-drift",
+      title: "Routing vs the step before (this layer): weighted Jaccard similarity of each " +
+        "position's expert weights, averaged; split by positions whose token changed or stayed" });
     this.canvas = h("canvas", { class: "dgv-load" });
     this.hint = h("div", { class: "dgv-legend-small" });
-    this.el = h("div", { class: "dgv-routing" }, this.title, this.canvas, this.hint);
+    this.el = h("div", { class: "dgv-routing" }, this.title, this.drift, this.canvas, this.hint);
     /** @type {boolean | null} */
     this.routed = null;
   }
@@ -42,6 +61,7 @@ export class RoutingPanel {
     const E = run.shape.experts, L = chunk.L, k = chunk.k, layers = chunk.layers;
     const layer = clamp(layerChoice, 0, layers - 1);
     setText(this.title, `Expert load at this step, layer ${layer} (top-${k} of ${E})`);
+    setText(this.drift, driftText(run, loc.lo + loc.local, layer, layers));
     const span = layers * L * k;
     const counts = expertLoad(chunk.expert_ids.subarray(loc.local * span, (loc.local + 1) * span),
       layer, L, k, E);

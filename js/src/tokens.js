@@ -21,7 +21,7 @@ export function canvasLines(length, compact) {
     : clamp(Math.ceil(length / 14) + 3, 6, 24);
 }
 
-/** @typedef {{id: number, bg: string, fg: string, state: number}} Cell */
+/** @typedef {{id: number, bg: string, fg: string, state: number, differs: number}} Cell */
 /** @typedef {{mode: "canvas" | "draft", colorBy: "state" | "expert", layer: number}} TokenView */
 
 export class TokenCanvas {
@@ -70,7 +70,9 @@ export class TokenCanvas {
   }
 
   /** Forget what the spans show (token text or colours changed). */
-  invalidate() { this.cells = this.tokenEls.map(() => ({ id: -1, bg: "", fg: "", state: -1 })); }
+  invalidate() {
+    this.cells = this.tokenEls.map(() => ({ id: -1, bg: "", fg: "", state: -1, differs: -1 }));
+  }
 
   /**
    * Build the context and one span per position for `canvas`.
@@ -135,6 +137,13 @@ export class TokenCanvas {
         el.style.color = style.fg;
       }
       if (cell.state !== state) { cell.state = state; el.dataset.state = String(state); }
+      // a branch: the draft differs from its parent's at the same step of the canvas
+      const differs = chunk.differs ? chunk.differs[i] : 0;
+      if (cell.differs !== differs) {
+        cell.differs = differs;
+        if (differs) el.dataset.differs = "1";
+        else delete el.dataset.differs;
+      }
     }
   }
 

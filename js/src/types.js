@@ -63,6 +63,27 @@
  * @property {number | null} pad_token_id
  * @property {string} [family] "diffusion_gemma" or "llada2"
  * @property {number | null} [mask_token_id] masked diffusion's mask token (null otherwise)
+ * @property {boolean} [held] the run held tokens (hold=, a branch's edits): "held" state
+ * @property {Fork | null} [fork] where this run was branched from its parent
+ * @property {RunStats} [stats] Trace.stats() of this row
+ */
+
+/**
+ * What the run cost (dgviz.Trace.stats(), one row).
+ * @typedef {object} RunStats
+ * @property {number} [forward_passes] @property {number} [tokens]
+ * @property {number | null} [tokens_per_forward] @property {number | null} [tokens_per_second]
+ * @property {number | null} [accepted_per_step] @property {number} [max_accepted_per_step]
+ */
+
+/**
+ * Where a branch forked from its parent (dgviz.Trace.fork).
+ * @typedef {object} Fork
+ * @property {string} parent the parent's run id
+ * @property {number} step the first step that differs (global)
+ * @property {number} canvas @property {number} row
+ * @property {Record<string, number>} edits position -> token id
+ * @property {Record<string, number>} settings settings changed from the fork on
  */
 
 /**
@@ -78,7 +99,9 @@
 /**
  * The per-step and per-canvas arrays of `_run`, by name.
  * @typedef {"step_canvas" | "step_remaining" | "temperature" | "step_seconds" | "active" | "stop"
- *   | "prompt_ids" | "final_tokens" | "lock_in" | "first_accepted" | "flips"} RunArrayName
+ *   | "prompt_ids" | "final_tokens" | "lock_in" | "first_accepted" | "flips"
+ *   | "routing_similarity" | "routing_changed" | "routing_stayed" | "experts_used"} RunArrayName
+ * (the last four, `[steps, layers]`, only for a finished run with routing)
  */
 
 /**
@@ -114,7 +137,7 @@
  * `[n, layers, L, k]`; `router_entropy` `[n, layers, L]`.
  * @typedef {"canvas_in" | "sampled" | "draft" | "state" | "accepted" | "confidence"
  *   | "entropy" | "topk_ids" | "topk_probs" | "expert_ids" | "expert_weights"
- *   | "router_entropy"} ChunkArrayName
+ *   | "router_entropy" | "differs"} ChunkArrayName
  */
 
 /**
@@ -147,6 +170,7 @@
  * @property {Typed} [expert_ids]
  * @property {Typed} [expert_weights]
  * @property {Typed} [router_entropy]
+ * @property {Typed} [differs] a branch: 1 where its draft differs from its parent's
  */
 
 /**

@@ -12,6 +12,7 @@ import { RunStore } from "./store.js";
 import { Controls, bindKeys } from "./controls.js";
 import { TokenCanvas } from "./tokens.js";
 import { Inspector } from "./inspector.js";
+import { BranchBar } from "./branch.js";
 import { Explainer } from "./explainer.js";
 import { RoutingPanel } from "./routing.js";
 import { Player } from "./player.js";
@@ -59,6 +60,7 @@ export class TimelineView {
       syncMode: (mode) => { if (this.link) { this.link.setMode(mode); this.broadcastStep(); } },
       unpin: () => { this.ui.pinned = null; this.sendSelection(); this.render(); },
       stop: () => this.model.send({ kind: "stop" }),
+      branch: () => this.branchBar.submit(),
       options: () => { this.tokenCanvas.invalidate(); this.render(); },
     };
     this.controls = new Controls(actions);
@@ -66,6 +68,7 @@ export class TimelineView {
     this.tokenCanvas = new TokenCanvas((pos, click) => this.point(pos, click));
     this.note = h("div", { class: "dgv-note dgv-line" });
     this.inspector = new Inspector();
+    this.branchBar = new BranchBar((request) => this.model.send(request));
     this.explainer = new Explainer((pos) => {
       this.ui.pinned = pos;
       this.sendSelection();
@@ -76,7 +79,7 @@ export class TimelineView {
     this.root = h("div", { class: "dgv-root", tabindex: 0 },
       c.header, c.facts, c.error, c.row, c.strip, c.options, c.legend,
       h("div", { class: "dgv-main" }, this.tokenCanvas.el, this.inspector.el),
-      this.note,
+      this.branchBar.el, this.note,
       h("div", { class: "dgv-bottom" }, this.explainer.el, this.routing.el));
     this.disposers.push(bindKeys(this.root, actions, () => Boolean(this.run && this.run.steps)));
     this.observeWidths([this.explainer.el, this.routing.el]);
@@ -95,6 +98,7 @@ export class TimelineView {
     on("change:error", () => this.renderStatus());
     on("change:compact", () => { this.applyCompact(); this.render(); });
     on("change:label", () => this.render());
+    on("change:can_branch", () => { this.applyBranching(); this.render(); });
     // from Python (a member's own change is already the group's mode)
     on("change:sync_mode", () => {
       const mode = model.get("sync_mode");
@@ -105,6 +109,7 @@ export class TimelineView {
     });
     on("change:sync", () => { this.leaveSync(); this.joinSync(); this.render(); });
     this.applyCompact();
+    this.applyBranching();
     this.loadTokens();
     this.loadRun(true);
     this.loadChunks();
@@ -182,6 +187,12 @@ export class TimelineView {
     });
     for (const p of panels) resizer.observe(p);
     this.disposers.push(() => resizer.disconnect());
+  }
+
+  /** The "branch here" line: only with a model attached (never offline). */
+  applyBranching() {
+    this.branchBar.enable(Boolean(this.model.get("can_branch")));
+    this.branchBar.idle();
   }
 
   applyCompact() {
@@ -361,6 +372,11 @@ export class TimelineView {
       this.inspector.show(run, chunk, loc, pos,
         { pinned: this.ui.pinned === pos, mode: this.controls.choices().mode });
     }
+    const pinned = this.ui.pinned;
+    if (this.branchBar.el.hidden) return;
+    if (pinned === null || !chunk || chunk.n <= loc.local || pinned >= chunk.L) {
+      this.branchBar.idle();
+    } else this.branchBar.show(run, chunk, loc, this.ui.step, pinned);
   }
 
   /**

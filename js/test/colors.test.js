@@ -1,13 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
   contrast, expertColor, expertStyle, hexToRgb, intensity, mix, rgbToHex, textColorFor, tokenStyle,
-  FINAL, KEPT, MASKED, NEW, RENOISED, STATE_NAMES, statesOf,
+  FINAL, HELD, KEPT, MASKED, NEW, RENOISED, STATE_NAMES, statesOf,
 } from "../src/colors.js";
 
 // the Python palette (dgviz.palette.as_dict()), as the widget receives it
 const palette = {
-  states: ["#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A"],
-  stateText: ["#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF"],
+  states: ["#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A", "#CC79A7"],
+  stateText: ["#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF", "#000000"],
   experts: ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"],
 };
 
@@ -45,6 +45,14 @@ describe("tokenStyle", () => {
       .toEqual(["re-noised", "accepted this step", "accepted earlier", "final"]);
     expect(statesOf(63)).toEqual([MASKED, NEW, KEPT, FINAL]);
     expect(statesOf(0)[0]).toBe(MASKED);
+  });
+
+  it("adds the held state for runs that held tokens, readable at full colour", () => {
+    expect(statesOf(null, true)).toEqual([RENOISED, NEW, KEPT, FINAL, HELD]);
+    expect(STATE_NAMES[HELD]).toBe("held");
+    const st = tokenStyle(HELD, 1, palette);
+    expect(st.bg).toBe("#CC79A7");
+    expect(contrast(st.bg, st.fg)).toBeGreaterThanOrEqual(4.5);
   });
 
   it("shows re-noised tokens dim whatever their confidence", () => {
