@@ -52,7 +52,8 @@ BUNDLE_VERSION = 1
 #: The columns of `Comparison.summary`, in order.
 SUMMARY_COLUMNS = (
     "label", "seed", "kind", "family", "sampler", "complete", "canvases", "steps", "forward_passes",
-    "forward_passes_per_canvas", "tokens_per_forward", "wall_seconds", "mean_final_confidence",
+    "forward_passes_per_canvas", "tokens", "tokens_per_forward", "wall_seconds",
+    "tokens_per_second", "accepted_per_step", "max_accepted_per_step", "mean_final_confidence",
     "steps_to_50", "steps_to_90", "steps_to_100", "agreement", "score", "text",
 )
 
@@ -244,6 +245,8 @@ class Comparison:
             t = run.trace
             ref = self._reference_run(run)
             fp = t.forward_passes()
+            cost = t.stats().iloc[0] if t.num_steps else {}
+            wall = float(run.wall_seconds)
             rows.append({
                 "label": run.label,
                 "seed": run.seed,
@@ -255,8 +258,12 @@ class Comparison:
                 "steps": t.num_steps,
                 "forward_passes": fp,
                 "forward_passes_per_canvas": fp / t.num_canvases if t.num_canvases else math.nan,
+                "tokens": int(cost.get("tokens", 0)),
                 "tokens_per_forward": float(t.tokens_per_forward[0]),
-                "wall_seconds": float(run.wall_seconds),
+                "wall_seconds": wall,
+                "tokens_per_second": (cost.get("tokens", 0) / wall if wall > 0 else math.nan),
+                "accepted_per_step": float(cost.get("accepted_per_step", math.nan)),
+                "max_accepted_per_step": int(cost.get("max_accepted_per_step", 0)),
                 "mean_final_confidence": mean_final_confidence(t),
                 "steps_to_50": steps_to_lock(t, 0.5),
                 "steps_to_90": steps_to_lock(t, 0.9),

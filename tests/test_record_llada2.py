@@ -444,11 +444,16 @@ def test_offline_page_shows_masked_positions(pipe, tmp_path):
             browser.close()
 
 
-def test_stats_if_there(pipe):
+def test_stats_of_a_llada2_run(pipe):
     trace = _record(pipe, "editing")
-    if not hasattr(trace, "stats"):
-        pytest.skip("Trace.stats() does not exist yet")
-    trace.stats()
+    stats = trace.stats()
+    assert len(stats) == 1
+    row = stats.iloc[0]
+    assert row["forward_passes"] == trace.forward_passes(0)
+    assert 0 < row["tokens"] <= trace.output_ids.shape[1]
+    assert row["tokens_per_forward"] == pytest.approx(row["tokens"] / row["forward_passes"])
+    assert 0 < row["accepted_per_step"] <= row["max_accepted_per_step"] <= trace.canvas_length
+    assert row["canvases"] == trace.num_canvases
 
 
 def test_arguments(pipe):
