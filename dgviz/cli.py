@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = {"demo": _demo, "record": _record, "export": _export, "info": _info}[args.command]
         return command(args)
-    except (FileNotFoundError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError) as err:  # a missing file, a bad argument or trace
         print(f"dgviz {args.command}: {err}", file=sys.stderr)
         return 2
 
@@ -124,9 +124,9 @@ def _record(args: argparse.Namespace) -> int:
     model = DiffusionGemmaForBlockDiffusion.from_pretrained(args.model).eval()
     prompt = [{"role": "user", "content": args.prompt}] if args.chat else args.prompt
     kwargs = {}
-    if args.max_new_tokens:
+    if args.max_new_tokens is not None:  # checked by record (0 is an error, not "default")
         kwargs["max_new_tokens"] = args.max_new_tokens
-    if args.steps:
+    if args.steps is not None:
         kwargs["max_denoising_steps"] = args.steps
     trace = dgviz.record(model, tokenizer, prompt, seed=args.seed, **kwargs)
     trace.save(args.out)

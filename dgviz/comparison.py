@@ -531,13 +531,24 @@ def sweep(
         ``comparison.complete`` False; the run in progress is dropped. If a run or the scorer
         raises, the error propagates with the finished runs as ``err.partial_comparison``.
     """
+    from .recording.arguments import as_int
+
+    if not isinstance(schedules, Mapping):
+        raise TypeError("schedules must be a dict {label: settings} (got "
+                        f"{type(schedules).__name__}); see dgviz.presets().")
     if not schedules:
         raise ValueError("sweep needs at least one schedule: schedules={label: settings}.")
     scheds = [as_schedule(str(label), value) for label, value in schedules.items()]
     labels = [str(label) for label in schedules]
-    seeds = list(seeds)
+    if isinstance(seeds, int | str):
+        raise TypeError(f"seeds must be a list of integers, e.g. seeds=[0, 1, 2] (got {seeds!r}).")
+    seeds = [as_int("each seed", s, low=0) for s in seeds]
     if not seeds:
         raise ValueError("sweep needs at least one seed.")
+    if score is not None and not callable(score):
+        raise TypeError(f"score must be a function score(text) -> float (got {score!r}).")
+    if max_new_tokens is not None:
+        max_new_tokens = as_int("max_new_tokens", max_new_tokens, low=1)
     if reference is not None and reference not in labels:
         raise ValueError(f"reference {reference!r} is not one of the schedules {labels}.")
     kinds = {s.kind for s in scheds}

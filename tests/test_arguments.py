@@ -139,3 +139,24 @@ def test_a_list_of_lists_of_ids_is_a_batch(tiny):
     assert even.batch_size == 2
     ragged = dgviz.record(model, tok, [[5, 6, 7], [8, 9]], seed=0, **FAST)
     assert ragged.prompt_ids.tolist() == [[5, 6, 7], [tok.pad_token_id, 8, 9]]
+
+
+BAD_SWEEPS = {
+    "schedules not a dict": ({"schedules": ["default"]}, TypeError, "schedules must be a dict"),
+    "no schedule": ({"schedules": {}}, ValueError, "at least one schedule"),
+    "seeds an int": ({"seeds": 3}, TypeError, "seeds must be a list"),
+    "a seed of text": ({"seeds": [0, "1"]}, TypeError, "each seed must be an integer"),
+    "no seed": ({"seeds": []}, ValueError, "at least one seed"),
+    "score not callable": ({"score": 0.5}, TypeError, "score must be a function"),
+    "max_new_tokens zero": ({"max_new_tokens": 0}, ValueError, "max_new_tokens must be >= 1"),
+    "unknown reference": ({"reference": "fast"}, ValueError, "reference 'fast'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SWEEPS), ids=list(BAD_SWEEPS))
+def test_bad_sweep_arguments_get_a_clear_error(tiny, case):
+    kwargs, error, match = BAD_SWEEPS[case]
+    model, tok = tiny
+    args = {"schedules": {"default": {}}, "seeds": [0], **kwargs}
+    with pytest.raises(error, match=match):
+        dgviz.sweep(model, tok, "the cat", progress=False, **args)

@@ -42,6 +42,25 @@ def test_errors_are_one_line_messages(tmp_path, capsys):
     assert "say what to write" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("args", "says"), [
+    (["--steps", "0"], "max_denoising_steps must be >= 1"),
+    (["--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+    (["--seed", "-1"], "seed must be >= 0"),
+])
+def test_bad_record_arguments_are_one_line_messages(checkpoint, tmp_path, capsys, args, says):
+    out = tmp_path / "run.dgtrace"
+    assert main(["record", str(checkpoint), "the cat", "--out", str(out), *args]) == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_missing_model_is_a_one_line_message(tmp_path, capsys):
+    assert main(["record", str(tmp_path / "nowhere"), "the cat"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dgviz record: ")
+    assert "Traceback" not in err
+
+
 def test_demo_writes_the_report(tmp_path, capsys):
     """README's main job, on one task of the shipped model (the default runs all of them)."""
     import json
