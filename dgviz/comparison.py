@@ -35,6 +35,14 @@ import numpy as np
 from .palette import label_color  # noqa: F401 (dgviz.comparison.label_color, as before)
 from .schedules import as_schedule
 from .trace import Trace
+from .trace_stats import (  # noqa: F401 (dgviz.comparison.<name>, as documented)
+    generated_positions,
+    lock_fraction_curve,
+    mean_final_confidence,
+    prediction_lock_in,
+    steps_to_lock,
+    token_agreement,
+)
 from .tracefile import load_trace
 
 __all__ = [
@@ -56,104 +64,6 @@ SUMMARY_COLUMNS = (
     "tokens_per_second", "accepted_per_step", "max_accepted_per_step", "mean_final_confidence",
     "steps_to_50", "steps_to_90", "steps_to_100", "agreement", "score", "text",
 )
-
-
-# ============================================================================ per-run numbers
-def steps_to_lock(trace: Trace, fraction: float, row: int = 0) -> float:
-    """Steps a canvas takes until ``fraction`` of its positions hold their final token.
-
-    Per canvas: the smallest ``n`` such that after its ``n``-th step at least
-    ``ceil(fraction * L)`` positions hold, from there to the end, the token the canvas ends
-    with (`Trace.lock_in`). Averaged over the run's canvases; NaN for an empty trace. Only
-    positions the run generated count (`generated_positions`).
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1] (got {fraction!r}).")
-    if trace.num_steps == 0 or trace.num_canvases == 0:
-        return math.nan
-    generated = generated_positions(trace, row)
-    per_canvas = []
-    for c in range(trace.num_canvases):
-        start = trace.canvas_bounds[c, 0]
-        steps = np.sort(trace.lock_in[row, c][generated[c]] - start + 1)
-        if steps.size:
-            need = max(1, math.ceil(fraction * steps.size - 1e-9))
-            per_canvas.append(int(steps[need - 1]))
-    return float(np.mean(per_canvas)) if per_canvas else math.nan
-
-
-def mean_final_confidence(trace: Trace, row: int = 0) -> float:
-    """Mean top-1 probability over every generated position (`generated_positions`) at its
-    canvas's last active step."""
-    if trace.num_steps == 0:
-        return math.nan
-    last = trace.last_active_step[row]  # [C]
-    return float(trace.confidence[row, last][generated_positions(trace, row)].mean())
-
-
-def generated_positions(trace: Trace, row: int = 0) -> np.ndarray:
-    """bool ``[C, L]``: the canvas positions the run generated, the ones lock-in measures count.
-
-    Every position of a DiffusionGemma canvas. In masked diffusion (LLaDA2) a block that starts
-    inside the prompt (the prompt's length is not a multiple of ``block_length``) holds the
-    prompt's last tokens in its first positions: given, never masked, not generated. They are
-    the positions not masked when the block starts.
-    """
-    shape = (trace.num_canvases, trace.canvas_length)
-    mask = trace.mask_token_id
-    if mask is None or trace.num_steps == 0:
-        return np.ones(shape, dtype=bool)
-    return trace.canvas_in[row, trace.canvas_bounds[:, 0]] == mask
-
-
-def token_agreement(ids: np.ndarray, reference: np.ndarray) -> float:
-    """Share of output positions equal to the reference's (over the longer of the two)."""
-    a, b = np.asarray(ids).ravel(), np.asarray(reference).ravel()
-    n = max(a.size, b.size)
-    if n == 0:
-        return 1.0
-    pa = np.full(n, -1, np.int64)
-    pb = np.full(n, -2, np.int64)
-    pa[: a.size], pb[: b.size] = a, b
-    return float((pa == pb).mean())
-
-
-def prediction_lock_in(trace: Trace, row: int = 0) -> np.ndarray:
-    """int ``[C, L]``: first step from which the model's top-1 prediction is the final token.
-
-    Like `Trace.lock_in`, but on the argmax of each step's distribution (``topk_ids[..., 0]``)
-    instead of the draft. For transformers the two agree (its draft is the argmax); for diffusers,
-    whose draft is the canvas it keeps (random tokens until committed), this says when the model
-    already predicted what the canvas ends with: the same measure for both libraries.
-    """
-    return trace.holds_final_from(trace.topk_ids[..., 0])[row]
-
-
-def lock_fraction_curve(trace: Trace, row: int = 0,
-                        basis: str = "draft") -> tuple[np.ndarray, np.ndarray]:
-    """``(forward passes, fraction)``: share of all the run's positions holding their final token.
-
-    Starts at ``(0, 0)``; after step ``s`` the x value is the forward passes so far (diffusers'
-    corrector sweeps spread evenly over the steps) and the y value counts positions of finished
-    canvases as final and positions of later canvases as not yet final (generated positions
-    only: `generated_positions`). ``basis="draft"`` uses
-    `Trace.lock_in` (what the run shows); ``"prediction"`` uses `prediction_lock_in`.
-    """
-    if basis not in ("draft", "prediction"):
-        raise ValueError('basis must be "draft" or "prediction".')
-    s = trace.num_steps
-    if s == 0:
-        return np.zeros(1), np.zeros(1)
-    lock = (trace.lock_in[row] if basis == "draft" else prediction_lock_in(trace, row))
-    lock = lock[generated_positions(trace, row)]
-    steps = np.arange(s)
-    frac = (lock[None, :] <= steps[:, None]).mean(axis=1)
-    active = trace.active[row].astype(np.float64)
-    passes = np.cumsum(active)
-    total = trace.forward_passes(row)
-    if passes[-1] > 0 and total != passes[-1]:
-        passes = passes * (total / passes[-1])
-    return np.r_[0.0, passes], np.r_[0.0, frac]
 
 
 # ============================================================================ runs and comparisons
