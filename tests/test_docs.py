@@ -46,7 +46,7 @@ def site(tmp_path_factory):
 def test_docs_build_strict(site):
     for page in ("index.html", "quickstart/index.html", "concepts/index.html", "api/index.html",
                  "internals/index.html", "performance/index.html",
-                 "troubleshooting/index.html", "real-model/index.html"):
+                 "troubleshooting/index.html", "real-model/index.html", "branching/index.html"):
         assert (site / page).stat().st_size > 0, page
 
 
@@ -55,7 +55,7 @@ def test_api_reference_has_the_public_names(site):
     for anchor in ("dgviz.recording.record", "dgviz.Trace", "dgviz.Trace.lock_in",
                    "dgviz.Trace.sampler_explainer", "dgviz.load_trace", "dgviz.Timeline",
                    "dgviz.show", "dgviz.plots.confidence_heatmap", "dgviz.plots.expert_map",
-                   "dgviz.demo_model", "dgviz.demo.sudoku.SudokuTask.score"):
+                   "dgviz.demo_model", "dgviz.demo.sudoku.SudokuTask.score", "dgviz.branch"):
         assert f'id="{anchor}"' in html, f"API reference lacks {anchor}"
     # the record docstring's parameters were parsed, not dumped as text
     assert re.search(r"max_denoising_steps", html)
@@ -63,7 +63,7 @@ def test_api_reference_has_the_public_names(site):
 
 def test_notebooks_are_rendered(site):
     for name in ("01_quickstart", "02_how_text_diffusion_works", "04_expert_routing",
-                 "05_real_diffusiongemma"):
+                 "05_real_diffusiongemma", "06_branching"):
         page = site / "notebooks" / name / "index.html"
         assert page.exists(), f"{name} is not rendered"
         assert "dgviz.record" in page.read_text(), f"{name} rendered without its code"

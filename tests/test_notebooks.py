@@ -1,8 +1,8 @@
 """Execute the teaching notebooks from a clean kernel, as a reader would ("Run all").
 
-Notebooks 01-04 run on the shipped demo model; 05 (the real 26B model on a GPU) runs with its
-model-loading cell swapped for a tiny model from `dgviz.testing`, so every other call in it is
-exercised. 07 (LLaDA2 beside DiffusionGemma) records diffusers' LLaDA2Pipeline on tiny models
+Notebooks 01-04 and 06 run on the shipped demo model; 05 (the real 26B model on a GPU) runs
+with its model-loading cell swapped for a tiny model from `dgviz.testing`, so every other call in
+it is exercised. 07 (LLaDA2 beside DiffusionGemma) records diffusers' LLaDA2Pipeline on tiny models
 built in code: it runs in the diffusers environment and skips, saying why, where diffusers is
 missing. Each notebook runs in a fresh kernel in a temporary copy of the folder, offline
 (``HF_HUB_OFFLINE=1``).
@@ -176,7 +176,40 @@ def test_expert_routing(tmp_path, monkeypatch):
     assert len(re.findall(r"^layer \d+: NMI with token read now [\d.]+", text, re.M)) == len(layers)
     for task in TASKS:
         assert re.search(rf"^{task}\s+solved \d+%", text, re.M), f"{task} is in the task batch"
-    assert _mimetypes(nb).count("application/vnd.plotly.v1+json") >= 6
+    # routing between steps: when routing settles vs when the tokens do, on ten puzzles
+    assert re.search(r"^routing settled \(0\.95\) after 95% of the tokens in \d+ of 10 runs, "
+                     r"at the same step in \d+, before in \d+$", text, re.M)
+    assert re.search(r"^routing settled \(0\.99\) after all tokens in \d+ of 10 runs "
+                     r"\(never in \d+\), before in \d+$", text, re.M)
+    assert _mimetypes(nb).count("application/vnd.plotly.v1+json") >= 7
+
+
+def test_branching(tmp_path, monkeypatch):
+    """Notebook 06: a wrong acceptance found in the trace, branched with the right digit; a row
+    held from step 0; the widget's branch equals dgviz.branch."""
+    path = _notebook("06_branching")
+    _need_demo_model()
+    nb, _ = _execute(path, tmp_path, monkeypatch)
+    text = _text(nb)
+    found = re.search(r"^step (\d+): the sampler accepted '(\d)' at cell (\d+) .* the solution "
+                      r"has '(\d)'$", text, re.M)
+    assert found, "the notebook finds a wrongly accepted digit"
+    assert found.group(2) != found.group(4)
+    assert re.search(r"^steps before the fork unchanged: True$", text, re.M)
+    assert re.search(r"^the cell reads the right digit from the fork to the end: True$", text,
+                     re.M)
+    assert len(re.findall(r"^(recorded|branch)\s+valid: (True|False)\s+steps:", text, re.M)) == 2
+    assert re.search(r"^(still not valid: \d+ cells wrong|valid: the one digit was enough)", text,
+                     re.M)
+    assert re.search(r"^runs that kept a wrongly accepted digit: \d+ of 12; one fixed digit "
+                     r"made the grid valid in \d+ of them$", text, re.M)
+    assert re.search(r"^held tokens: 9 e\.g\.", text, re.M)
+    assert re.search(r"^same run as dgviz\.branch: True$", text, re.M)
+    assert re.search(r"^done: \d+ steps", text, re.M), "the widget's branch finished"
+    mimes = _mimetypes(nb)
+    # synced pair, the held run, the branching Timeline
+    assert mimes.count("application/vnd.jupyter.widget-view+json") >= 3
+    assert mimes.count("application/vnd.plotly.v1+json") == 2, "lock-in map + routing similarity"
 
 
 def test_real_model_notebook_on_a_tiny_model(tmp_path, monkeypatch):
