@@ -104,7 +104,8 @@ class Collector:
         try:
             if self.routing:
                 for router in decoder_routers(model):
-                    handles.append(router.register_forward_hook(_route_hook(self.decoder_routes)))
+                    handles.append(router.register_forward_hook(
+                        _route_hook(self.decoder_routes, defer=True)))
                 routers = encoder_routers(model)
                 self.num_encoder_routers = len(routers)
                 for router in routers:
@@ -117,25 +118,23 @@ class Collector:
     def reduce_logits(self, logits: torch.Tensor) -> None:
         """Confidence, entropy and top-k of one step's distribution, on the model's device.
 
-        Top-k runs on the logits (the same order as the probabilities, one pass less); the
-        probabilities of the top-k come from the log-normaliser.
+        Top-k runs on the logits (the same order as the probabilities). The rest comes from one
+        exp pass over the logits shifted by their maximum ``m`` (two temporaries the size of the
+        logits, no softmax, no log per token): with ``s = l - m`` and ``z = sum(exp(s))``,
+        ``p_top = exp(s_top) / z`` and ``entropy = log z - sum(exp(s) * s) / z``.
         """
-        logits = logits.float()
-        if logits.device.type != "cpu" or not bool(torch.isfinite(logits).all()):
-            # masked (-inf) logits become the lowest finite float, so 0 * log 0 is 0, not NaN
-            # (checked first on the CPU, where the clamp's copy is a visible cost; on a GPU the
-            # check would be a host sync)
-            logits = logits.clamp(min=torch.finfo(torch.float32).min)
         top_logits, top_i = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
-        log_norm = torch.logsumexp(logits, dim=-1, keepdim=True)
-        log_probs = logits - log_norm
-        top_p = (top_logits - log_norm).exp()
-        self.pending.update(
-            confidence=top_p[..., 0],
-            entropy=-(log_probs.exp() * log_probs).sum(-1),
-            topk_ids=top_i,
-            topk_probs=top_p,
-        )
+        top_logits = top_logits.float()
+        shifted = logits - top_logits[..., :1]  # float32 for any model dtype; max 0
+        on_cpu = shifted.device.type == "cpu"
+        if not on_cpu:  # masked (-inf) logits: 0 * -inf would be NaN (a check would sync)
+            shifted.clamp_(min=_LOWEST)
+        entropy, z = _entropy(shifted)
+        if on_cpu and bool(entropy.isnan().any()):  # masked logits: clamp only when there are
+            entropy, z = _entropy(shifted.clamp_(min=_LOWEST))
+        top_p = (top_logits - top_logits[..., :1]).exp() / z[..., None]
+        self.pending.update(confidence=top_p[..., 0], entropy=entropy, topk_ids=top_i,
+                            topk_probs=top_p)
 
     def flush_step(self, remaining: int, temperature: float, start: float,
                    layers: int | None = None) -> None:
@@ -155,12 +154,11 @@ class Collector:
             pending["expert_ids"] = ids.view(n, batch, length, k).transpose(0, 1)
             pending["expert_weights"] = weights.view(n, batch, length, k).transpose(0, 1)
             pending["router_entropy"] = entropy.view(n, batch, length).transpose(0, 1)
-        host = _to_host(pending)
+        # on the CPU, views of generate's tensors: _append copies them into the step buffers
+        host = self._append(_to_host(pending, copy=False))
         seconds = time.perf_counter() - start
-        self._append(host)
         self.step_meta.append((self.canvas, remaining, temperature, seconds))
-        new_text = self._decode_new(np.concatenate([host[k].ravel() for k in _ID_ARRAYS
-                                                    if k in host]))
+        new_text = self._decode_new(*(host[k] for k in _ID_ARRAYS if k in host))
         if self.on_step is not None:
             self.on_step(
                 StepEvent(
@@ -199,9 +197,11 @@ class Collector:
         }
         self.encoder_routing.append(_to_host(packed))
 
-    def _append(self, host: dict[str, np.ndarray]) -> None:
-        """Write one step's arrays into the step buffers (doubling them when full)."""
+    def _append(self, host: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Write one step's arrays into the step buffers (doubling them when full); returns
+        views of the rows written (the Trace's dtypes; they never change afterwards)."""
         n = self.num_steps
+        rows = {}
         for name, value in host.items():
             buf = self._buffers.get(name)
             if buf is None or buf.shape[1] == n:
@@ -211,14 +211,22 @@ class Collector:
                     grown[:, :n] = buf[:, :n]
                 buf = self._buffers[name] = grown
             buf[:, n] = value
+            rows[name] = buf[:, n]
         self.num_steps = n + 1
+        return rows
 
-    def _decode_new(self, ids: np.ndarray) -> dict[int, str]:
-        """Decode the ids not decoded yet in this run; returns their text."""
-        ids = ids.ravel().astype(np.int64, copy=False)
-        if self._decoded.size and ids.size and ids.min() >= 0 and ids.max() < self._decoded.size:
-            new = np.unique(ids[~self._decoded[ids]])  # a gather, then only the few new ones
-            self._decoded[new] = True
+    def _decode_new(self, *arrays: np.ndarray) -> dict[int, str]:
+        """Decode the ids in ``arrays`` not decoded yet in this run; returns their text."""
+        ids = np.concatenate(arrays, axis=None)
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(np.int64)
+        seen = self._decoded
+        if seen.size and ids.size and ids.min() >= 0 and ids.max() < seen.size:
+            ids = ids[~seen[ids]]  # a gather; most steps show no new id: nothing more to do
+            if not ids.size:
+                return {}
+            new = np.unique(ids).astype(np.int64)
+            seen[new] = True
         else:  # no vocabulary size (or ids outside it): look each distinct id up
             new = np.array([i for i in np.unique(ids) if int(i) not in self._token_text],
                            dtype=np.int64)
@@ -265,7 +273,7 @@ class Collector:
                 arrays[name] = np.concatenate(parts, axis=1).astype(dtype)
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
         # every step's ids are decoded as it is flushed; add the prompt's and the output's
-        self._decode_new(np.concatenate([prompt.ravel(), np.asarray(output_ids).ravel()]))
+        self._decode_new(prompt, np.asarray(output_ids))
         if self._prompt_text is None:
             self._prompt_text = self.tokenizer.batch_decode(prompt, skip_special_tokens=True)
         meta = {
@@ -329,32 +337,52 @@ def _model_lock(model) -> Iterator[None]:
             entry[1] = None
 
 
-def _route_hook(sink: list):
+def _route_hook(sink: list, defer: bool = False):
+    """A router's (ids, weights, entropy). ``defer``: keep its probabilities instead, and
+    `_stack_routes` takes the entropy of all layers at once (a few ops a step, not per layer)."""
     def hook(_module, _inputs, output):
         probs, weights, index = output[0], output[1], output[2]
-        probs = probs.float()
-        sink.append((index, weights, -(probs * probs.clamp_min(1e-30).log()).sum(-1)))
+        sink.append((index, weights, probs if defer else _router_entropy(probs)))
 
     return hook
 
 
+def _router_entropy(probs: torch.Tensor) -> torch.Tensor:
+    probs = probs.float()
+    return -(probs * probs.clamp_min(1e-30).log()).sum(-1)
+
+
+_LOWEST = torch.finfo(torch.float32).min
+
+
+def _entropy(shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy (nats) and normaliser ``z`` of logits shifted so that their maximum is 0."""
+    e = shifted.exp()
+    z = e.sum(-1)
+    return z.log() - torch.linalg.vecdot(e, shifted) / z, z
+
+
 def _stack_routes(routes: list[tuple], device: torch.device) -> tuple[torch.Tensor, ...]:
     """Stack the routers' (ids, weights, entropy) over layers on one device: with a device map
-    the layers (and their routers' outputs) live on several."""
-    return tuple(torch.stack([r[i].to(device, non_blocking=True) for r in routes])
-                 for i in range(3))
+    the layers (and their routers' outputs) live on several. A third item with the ids' rank is
+    a deferred hook's probabilities: their entropy is taken here."""
+    if any(r[0].device != device for r in routes):
+        routes = [tuple(t.to(device, non_blocking=True) for t in r) for r in routes]
+    ids, weights, third = (torch.stack([r[i] for r in routes]) for i in range(3))
+    return ids, weights, _router_entropy(third) if third.ndim == ids.ndim else third
 
 
-def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def _to_host(tensors: dict[str, torch.Tensor], copy: bool = True) -> dict[str, np.ndarray]:
     """Copy a step's tensors to the host in one transfer (packed as float32, then unpacked).
 
     Token and expert ids stay exact: float32 holds integers up to 2**24 (the real vocabulary is
-    262,144 tokens).
+    262,144 tokens). ``copy=False``: CPU tensors come back as views (generate reuses some of
+    them in place: the caller copies them at once).
     """
     names = list(tensors)
     if all(t.device.type == "cpu" for t in tensors.values()):  # nothing to transfer
-        # copy: generate reuses some of these tensors in place
-        return {n: t.detach().numpy().copy() for n, t in tensors.items()}
+        return {n: t.detach().numpy().copy() if copy else t.detach().numpy()
+                for n, t in tensors.items()}
     flat = [tensors[n].detach().reshape(-1).to(torch.float32) for n in names]
     packed = torch.cat(flat).cpu().numpy()
     out, offset = {}, 0

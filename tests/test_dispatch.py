@@ -1,0 +1,175 @@
+"""Recording models placed and typed as people run them, on CPU: ids of any integer kind and
+layout, accelerate's ``cpu_offload`` / ``disk_offload`` (weights on ``meta``, moved in per
+forward), bf16 / fp16 weights, a processor wrapping the tokenizer. Every recorded run must write
+the same tokens as a plain ``generate`` with the same seed, on the same model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import dgviz
+from dgviz.recording.model_access import embedding_device
+from dgviz.testing import tiny_model
+
+GEN = {"max_new_tokens": 32, "max_denoising_steps": 4}
+IDS = [[4, 5, 6, 7, 8]]
+
+
+def _plain(model, ids, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    return model.generate(ids, **{**GEN, **kwargs}).sequences[:, ids.shape[1]:].cpu().numpy()
+
+
+def _same_as_generate(model, tok, prompt, ids, seed=0):
+    trace = dgviz.record(model, tok, prompt, seed=seed, **GEN)
+    np.testing.assert_array_equal(trace.output_ids, _plain(model, ids, seed))
+    assert trace.complete
+    return trace
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.tensor(IDS, dtype=torch.int32),
+    lambda: torch.tensor(IDS, dtype=torch.uint8),
+    lambda: torch.tensor(IDS[0]),  # one row, no batch axis
+    lambda: torch.tensor([IDS[0], IDS[0][::-1]]).T.contiguous().T[:1],  # a strided view
+    lambda: np.array(IDS, dtype=np.int16),
+], ids=["int32", "uint8", "1-d", "strided view", "numpy int16"])
+def test_ids_of_any_integer_kind_and_layout(tiny, make):
+    model, tok = tiny
+    trace = _same_as_generate(model, tok, make(), torch.tensor(IDS))
+    np.testing.assert_array_equal(trace.prompt_ids, IDS)
+
+
+def test_ids_on_another_device_than_the_model_are_moved(tiny):
+    """Ids are moved to the embedding's device; one on ``meta`` (no values) is refused plainly,
+    not with a crash deep in generate."""
+    model, tok = tiny
+    with pytest.raises((ValueError, RuntimeError, NotImplementedError)):
+        dgviz.record(model, tok, torch.tensor(IDS, device="meta"), seed=0, **GEN)
+
+
+@pytest.fixture
+def offloaded(tmp_path, request):
+    """A fresh tiny model (offloading changes it in place), its tokenizer, and the same model
+    not offloaded for reference."""
+    accelerate = pytest.importorskip("accelerate")
+    model, tok = tiny_model(seed=3)
+    reference, _ = tiny_model(seed=3)
+    # the decoder reads its embedding's weight directly (self-conditioning), outside the
+    # embedding's forward: accelerate must load the decoder's weights as a whole, or that read
+    # sees stale memory and generate itself writes different tokens from run to run
+    whole = [type(model.model.decoder).__name__]
+    if request.param == "cpu_offload":
+        accelerate.cpu_offload(model, execution_device="cpu", preload_module_classes=whole)
+    else:
+        accelerate.disk_offload(model, offload_dir=str(tmp_path / "offload"),
+                                execution_device="cpu", preload_module_classes=whole)
+    return model, tok, reference
+
+
+@pytest.mark.parametrize("offloaded", ["cpu_offload", "disk_offload"], indirect=True)
+def test_accelerate_offloaded_models(offloaded):
+    model, tok, reference = offloaded
+    assert model.model.decoder.embed_tokens.weight.device.type == "meta"  # really offloaded
+    assert embedding_device(model) == torch.device("cpu")  # accelerate's execution device
+    ids = torch.tensor(IDS)
+    trace = _same_as_generate(model, tok, ids, ids, seed=5)
+    # offloading moves weights, it changes no value: the model run in place writes the same
+    np.testing.assert_array_equal(trace.output_ids, _plain(reference, ids, seed=5))
+    assert trace.expert_ids is not None  # the routers' hooks fire under accelerate's hooks
+    assert trace.expert_ids.shape[2] == reference.config.text_config.num_hidden_layers
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_precision_models(dtype):
+    model, tok = tiny_model(seed=1)
+    model = model.to(dtype)
+    ids = torch.tensor(IDS)
+    trace = _same_as_generate(model, tok, ids, ids, seed=2)
+    # the reductions run in float32 whatever the model's dtype: probabilities stay in range
+    assert trace.confidence.dtype == np.float32
+    assert np.isfinite(trace.entropy).all()
+    assert (trace.entropy >= -1e-3).all()
+    assert (trace.topk_probs[..., 0] >= trace.topk_probs[..., -1]).all()
+    assert np.isfinite(trace.expert_weights.astype(np.float32)).all()
+
+
+class _Processor:
+    """What ``AutoProcessor`` gives for DiffusionGemma, as far as recording sees it: the
+    tokenizer as ``.tokenizer``, the chat template applied by the processor itself."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def apply_chat_template(self, *args, **kwargs):
+        return self.tokenizer.apply_chat_template(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self.tokenizer(*args, **kwargs)
+
+
+@pytest.mark.parametrize("prompt", ["the cat sat", [{"role": "user", "content": "the cat"}]],
+                         ids=["text", "chat"])
+def test_a_processor_wrapping_the_tokenizer(tiny, prompt):
+    model, tok = tiny
+    with_tokenizer = dgviz.record(model, tok, prompt, seed=4, **GEN)
+    with_processor = dgviz.record(model, _Processor(tok), prompt, seed=4, **GEN)
+    np.testing.assert_array_equal(with_processor.prompt_ids, with_tokenizer.prompt_ids)
+    np.testing.assert_array_equal(with_processor.output_ids, with_tokenizer.output_ids)
+    assert with_processor.token_text == with_tokenizer.token_text
+    assert with_processor.text == with_tokenizer.text
+    ids = torch.as_tensor(with_tokenizer.prompt_ids, dtype=torch.long)
+    np.testing.assert_array_equal(with_processor.output_ids, _plain(model, ids, seed=4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("masked", [False, True], ids=["all finite", "masked -inf"])
+def test_step_reductions_match_a_float64_reference(dtype, masked):
+    """Confidence, entropy and top-k from the logits of any dtype, masked (-inf) entries
+    included, against the same quantities in float64."""
+    from dgviz.recording.collector import Collector
+
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(2, 16, 300, generator=gen) * 4).to(dtype)
+    if masked:  # e.g. a top-k filter or a held position: most of a row at -inf
+        logits[0, :5, 3:] = float("-inf")
+        logits[1, 7, :] = float("-inf")
+        logits[1, 7, 42] = 1.0  # one-hot
+    collector = Collector(None, top_k=5, routing=False, on_step=None, canvas_length=16)
+    collector.reduce_logits(logits)
+    got = collector.pending
+    ref = torch.softmax(logits.double(), -1)
+    entropy = -torch.special.xlogy(ref, ref).sum(-1)
+    top_p, top_i = ref.topk(5, -1)
+    assert got["entropy"].dtype == got["confidence"].dtype == torch.float32
+    torch.testing.assert_close(got["entropy"].double(), entropy, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got["topk_probs"].double(), top_p, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got["confidence"].double(), top_p[..., 0], atol=1e-6, rtol=0)
+    finite = top_p > 0  # among -inf ties the order is arbitrary
+    assert torch.equal(got["topk_ids"][finite], top_i[finite])
+    if masked:
+        assert got["entropy"][1, 7] == 0
+        assert got["confidence"][1, 7] == 1
+
+
+def test_router_entropy_taken_at_the_step_end_equals_per_layer():
+    """Decoder router hooks keep the probabilities and the entropy of all layers is taken at
+    once; it equals each layer's own."""
+    from dgviz.recording.collector import _route_hook, _router_entropy, _stack_routes
+
+    gen = torch.Generator().manual_seed(1)
+    sink: list = []
+    hook = _route_hook(sink, defer=True)
+    layers = []
+    for _ in range(3):
+        probs = torch.softmax(torch.randn(10, 8, generator=gen) * 3, -1)
+        probs[0, :2] = 0.0  # experts with probability 0 add nothing
+        weights, index = probs.topk(2, -1)
+        hook(None, None, (probs, weights, index))
+        layers.append(_router_entropy(probs))
+    ids, weights, entropy = _stack_routes(sink, torch.device("cpu"))
+    assert ids.shape == (3, 10, 2)
+    torch.testing.assert_close(entropy, torch.stack(layers))
+    assert torch.isfinite(entropy).all()
