@@ -176,6 +176,7 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "mask_token_id": trace.mask_token_id,  # masked diffusion: the legend shows "masked"
             "held": bool(trace.meta.get("held")),  # the legend shows "held"
             "fork": trace.fork,  # a branch: the strip marks its fork step
+            "changes": trace.meta.get("changes", []),  # settings changed mid-run (a branch)
             "stats": stats,  # Trace.stats() of this row: the header's cost figures
             "versions": trace.meta.get("versions", {}),
         }),

@@ -198,3 +198,17 @@ def test_hold_keeps_generate_identical_elsewhere_without_holds(tiny):
     ref = model.generate(ids, **GEN)
     trace = dgviz.record(model, tok, ids, seed=0, **GEN)
     np.testing.assert_array_equal(trace.output_ids, ref.sequences[:, 3:].numpy())
+
+
+def test_views_show_held_tokens_as_their_own_state(tiny, tmp_path):
+    from dgviz import palette
+    from dgviz.payload import run_payload
+
+    model, tok = tiny
+    trace = dgviz.record(model, tok, "the cat sat", seed=0, hold={3: 7}, **GEN)
+    heat = dgviz.plots.lock_in_map(trace).data[0]
+    assert list(heat.colorbar.ticktext)[-1] == "held"
+    assert palette.STATE_COLORS[HELD] in str(heat.colorscale)
+    assert palette.STATE_COLORS[4] not in str(heat.colorscale)  # no band for "masked"
+    assert run_payload(trace, 0)["info"]["held"] is True
+    trace.to_gif(tmp_path / "held.gif")  # the GIF's palette has the held colour

@@ -283,10 +283,11 @@ def test_trace_file_and_views(pipe, tmp_path, capsys):
     assert "<|mask|>" not in html  # token text is escaped JSON, never raw markup
 
     heat = dgviz.plots.lock_in_map(trace).data[0]
-    assert list(heat.colorbar.tickvals) == list(MASKED_STATES)
-    assert heat.colorbar.ticktext[0] == "masked"
-    assert heat.zmax == 4.5
+    # one colour band per state the run has, in legend order: no band for "re-noised"
+    assert list(heat.colorbar.ticktext) == [dgviz.trace.STATE_NAMES[s] for s in MASKED_STATES]
+    assert heat.zmax == len(MASKED_STATES) - 0.5
     assert palette.STATE_COLORS[MASKED] in str(heat.colorscale)
+    assert palette.STATE_COLORS[0] not in str(heat.colorscale)
     figures = dgviz.plots.all_figures(trace)  # every figure with its default choices
     assert {"lock_in", "accepted", "sampler", "expert_map"} <= set(figures)
     assert "encoder_routing" not in figures  # LLaDA2 has no encoder

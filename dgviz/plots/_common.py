@@ -346,11 +346,17 @@ def _budget_axis(fig: go.Figure, trace: Trace, steps: np.ndarray) -> None:
             overlaying="x", side="top", matches="x", tickmode="array",
             tickvals=ticks.tolist(),
             ticktext=[str(int(trace.step_remaining[s])) for s in ticks],
-            title=dict(text=f"{BUDGET_LEFT}, this one included (transformers counts down)",
+            title=dict(text=f"{BUDGET_LEFT}, this one included ({counter(trace)} counts down)",
                        font=dict(size=11)),
             showgrid=False, zeroline=False, tickfont=dict(size=10),
         )
     )
+
+
+def counter(trace: Trace) -> str:
+    """The library whose step count the budget axis shows."""
+    return "transformers" if trace.meta.get("source", "transformers") == "transformers" \
+        else "the diffusers pipeline"
 
 
 def boundary(fig: go.Figure, x: float, **where: Any) -> None:

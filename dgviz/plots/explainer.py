@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from .. import palette
-from ..trace import NEW, RENOISED, STATE_NAMES, Trace
+from ..trace import MASKED, NEW, RENOISED, STATE_NAMES, Trace
 from ._common import BUDGET_LEFT, INK, MUTED, check_step, legend_entries, size, texts, view
 
 _BOUND_COLOR = "#D55E00"  # Okabe-Ito vermillion: the entropy bound
@@ -63,7 +63,7 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
                 annotation_text=f"entropy_bound {bound:g}", annotation_position="top right",
                 annotation_font=dict(color=_BOUND_COLOR),
             )
-    for i in (NEW, RENOISED):  # legend entries for the two bar colours
+    for i in (NEW, _not_accepted(trace)):  # legend entries for the two bar colours
         fig.add_trace(
             go.Scatter(x=[None], y=[None], mode="markers",
                        name=f"entropy of a position: {STATE_NAMES[i]}",
@@ -90,7 +90,8 @@ def _entropy_bars(trace: Trace, row: int, step: int, ex: dict) -> go.Bar:
     order = ex["order"]
     acc = np.asarray(ex["accepted"], dtype=bool)
     crit = np.asarray(ex["criterion"], dtype=np.float64)
-    colors = np.where(acc, palette.STATE_COLORS[NEW], palette.STATE_COLORS[RENOISED]).tolist()
+    colors = np.where(acc, palette.STATE_COLORS[NEW],
+                      palette.STATE_COLORS[_not_accepted(trace)]).tolist()
     return go.Bar(
         x=np.arange(order.size), y=np.asarray(ex["sorted_entropy"], dtype=np.float64),
         marker_color=colors, name="entropy", showlegend=False,
@@ -134,3 +135,9 @@ def _explainer_step(trace: Trace, row: int) -> int:
     steps = steps[trace.active[row, steps]] if trace.active[row, steps].any() else steps
     counts = trace.accepted[row, steps].sum(axis=1)
     return int(steps[np.argmin(np.abs(counts - trace.canvas_length / 2))])
+
+
+def _not_accepted(trace: Trace) -> int:
+    """The state a position the sampler did not take is left in: re-noised, or (masked
+    diffusion) still masked."""
+    return RENOISED if trace.mask_token_id is None else MASKED

@@ -14,6 +14,7 @@ from ._common import (
     View,
     bin_mean,
     boundary,
+    counter,
     discrete_scale,
     gapped,
     legend_entries,
@@ -145,15 +146,19 @@ def _state_heatmap(v: View, th) -> go.Heatmap:
     names = np.array(STATE_NAMES, dtype=object)
     text = cells + " · " + names[z.astype(int)]  # token and state, one string a cell
     shown = trace.state_values  # the run's own states (masked diffusion: "masked", no re-noise)
-    n = max(shown) + 1
+    # colours indexed by legend rank, so the colour bar has no band for a state the run lacks
+    rank = np.zeros(max(shown) + 1, dtype=np.int8)
+    rank[list(shown)] = np.arange(len(shown))
+    n = len(shown)
     custom = np.concatenate(
         [step_custom(trace, x, length), lock.T[..., None], flips.T[..., None]], axis=-1
     ).astype(np.int32)
     return go.Heatmap(
-        z=z.T.astype(np.int8), x=x, y=np.arange(length), text=text.T, customdata=custom,
-        colorscale=discrete_scale(palette.STATE_COLORS[:n]), zmin=-0.5, zmax=n - 0.5,
+        z=rank[z.T.astype(np.int64)], x=x, y=np.arange(length), text=text.T, customdata=custom,
+        colorscale=discrete_scale([palette.STATE_COLORS[s] for s in shown]), zmin=-0.5,
+        zmax=n - 0.5,
         colorbar=dict(
-            tickvals=list(shown), ticktext=[STATE_NAMES[s] for s in shown],
+            tickvals=list(range(n)), ticktext=[STATE_NAMES[s] for s in shown],
             thickness=14, title=dict(text="state"),
         ),
         xgap=0, ygap=1 if length <= 40 else 0, name="state",
@@ -290,7 +295,7 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
         go.Scatter(
             x=[steps[0] - 0.5, steps[-1] + 0.5], y=[recorded, recorded], mode="lines",
             line=dict(color=INK, dash="dash", width=1.5),
-            name=f"run: {recorded:.2f} tokens / forward (transformers)",
+            name=f"run: {recorded:.2f} tokens / forward ({counter(trace)})",
             hovertemplate=f"tokens_per_forward {recorded:.3f}<extra></extra>",
         ),
         row=2, col=1,

@@ -59,3 +59,40 @@ export function expertLoad(ids, layer, numPositions, k, numExperts, topOnly = fa
   }
   return counts;
 }
+
+/**
+ * @typedef {object} ExplainedMasked
+ * @property {number[]} order positions masked before the step, most confident first
+ * @property {Float64Array} sorted their confidence, in that order
+ * @property {Uint8Array} committedSorted whether each was committed (unmasked) this step
+ * @property {number} nCommitted @property {number} nEdited committed tokens replaced this step
+ * @property {number} stillMasked positions still masked after the step
+ */
+
+/**
+ * Masked diffusion (LLaDA2): what one step did. A position masked before the step is committed
+ * when the kept canvas (the draft) no longer holds the mask; a committed one is edited when its
+ * token changed.
+ * @param {ArrayLike<number>} confidence @param {ArrayLike<number>} canvasIn before the step
+ * @param {ArrayLike<number>} draft after the step @param {number} mask the mask token id
+ * @returns {ExplainedMasked}
+ */
+export function explainMaskedStep(confidence, canvasIn, draft, mask) {
+  /** @type {number[]} */
+  const order = [];
+  let nEdited = 0, stillMasked = 0;
+  for (let p = 0; p < canvasIn.length; p++) {
+    if (canvasIn[p] === mask) order.push(p);
+    else if (draft[p] !== canvasIn[p]) nEdited++;
+    if (draft[p] === mask) stillMasked++;
+  }
+  order.sort((a, b) => confidence[b] - confidence[a] || a - b);
+  const sorted = new Float64Array(order.length), committedSorted = new Uint8Array(order.length);
+  let nCommitted = 0;
+  order.forEach((p, i) => {
+    sorted[i] = confidence[p];
+    committedSorted[i] = draft[p] !== mask ? 1 : 0;
+    nCommitted += committedSorted[i];
+  });
+  return { order, sorted, committedSorted, nCommitted, nEdited, stillMasked };
+}

@@ -3,8 +3,8 @@
 // accepted ones marked, against the running Σ − max and the bound. Fixed one-line rows and a
 // fixed-height chart: its height never changes from step to step.
 import { fmt, h, setAttr, setText, sizeCanvas } from "./dom.js";
-import { NEW } from "./colors.js";
-import { explainStep } from "./explain.js";
+import { MASKED, NEW } from "./colors.js";
+import { explainMaskedStep, explainStep } from "./explain.js";
 /** @import { Chunk, Run } from "./types.js" */
 /** @import { Location } from "./timeline.js" */
 
@@ -30,12 +30,10 @@ export class Explainer {
     // two-line boxes: they wrap in a narrow panel, but never grow (the rest is in their title)
     this.counts = h("div", { class: "dgv-lines2 dgv-kv" });
     this.stop = h("div", { class: "dgv-lines2 dgv-kv" });
+    this.legend = h("div", { class: "dgv-legend-small" });
     this.el = h("div", { class: "dgv-explainer" },
       h("div", { class: "dgv-line dgv-sub" }, "Sampler at this step"), this.counts, this.canvas,
-      h("div", { class: "dgv-legend-small" }, "bars: entropy of each position, " +
-        "lowest first; orange band: accepted \u00b7 line: \u03a3 entropy \u2212 max \u00b7 " +
-        "dashed: bound"),
-      this.stop);
+      this.legend, this.stop);
   }
 
   /**
@@ -43,9 +41,16 @@ export class Explainer {
    * @param {number | null} pinned @param {number} width chart width
    */
   render(run, chunk, loc, step, pinned, width) {
+    const mask = run.info.mask_token_id;
+    if (mask !== null && mask !== undefined) {
+      this.renderMasked(run, chunk, loc, step, pinned, width, mask);
+      return;
+    }
+    setText(this.legend, "bars: entropy of each position, lowest first; orange band: " +
+      "accepted \u00b7 line: \u03a3 entropy \u2212 max \u00b7 dashed: bound");
     const L = chunk.L, local = loc.local;
     const s = run.info.settings || {};
-    const bound = finite(s.entropy_bound);
+    const bound = boundAt(run, step);
     const ent = chunk.entropy.subarray(local * L, (local + 1) * L);
     const acc = chunk.accepted ? chunk.accepted.subarray(local * L, (local + 1) * L)
       : chunk.state.subarray(local * L, (local + 1) * L).map((v) => (v === 1 || v === 2 ? 1 : 0));
@@ -133,4 +138,82 @@ export class Explainer {
       ctx.strokeRect(j * bw + 0.5, 0.5, Math.max(1, bw - 1), hgt - 1);
     }
   }
+
+  /**
+   * Masked diffusion (LLaDA2): the positions masked before the step by confidence, those the
+   * scheduler committed marked, against its threshold; edits and what is still masked.
+   * @param {Run} run @param {Chunk} chunk @param {Location} loc @param {number} step
+   * @param {number | null} pinned @param {number} width @param {number} mask
+   */
+  renderMasked(run, chunk, loc, step, pinned, width, mask) {
+    const L = chunk.L, at = loc.local * L;
+    const s = /** @type {Record<string, any>} */ (run.info.settings || {});
+    const threshold = finite(s.threshold), editing = finite(s.editing_threshold);
+    const ex = explainMaskedStep(chunk.confidence.subarray(at, at + L),
+      chunk.canvas_in.subarray(at, at + L), chunk.draft.subarray(at, at + L), mask);
+    this.order = ex.order;
+    /** @param {HTMLElement} el @param {string} text */
+    const put = (el, text) => { setText(el, text); setAttr(el, "title", text); };
+    // diffusers' BlockRefinementScheduler: every position above the threshold, or, when fewer
+    // pass it, the step's quota of the most confident
+    const rule = Number.isFinite(threshold)
+      ? ` (above threshold ${threshold}, or the most confident up to the step's quota)` : "";
+    const edits = Number.isFinite(editing) && editing > 0
+      ? ` \u00b7 edited ${ex.nEdited} (editing threshold ${editing})` : "";
+    put(this.counts, `${s.sampler || "scheduler"}: committed ${ex.nCommitted} of ` +
+      `${ex.order.length} masked${rule}${edits} \u00b7 ${ex.stillMasked} still masked`);
+    put(this.stop, `Masked diffusion: a committed token stays unless an edit replaces it \u00b7 ` +
+      `steps left in the block's budget: ${run.a.step_remaining[step]} of ` +
+      `${orDash(s.max_denoising_steps)}`);
+    setText(this.legend, "bars: top-1 probability of each position masked before this step, " +
+      "highest first; orange: committed this step \u00b7 dashed: threshold");
+    const w = width, hgt = HEIGHT, n = Math.max(1, ex.order.length);
+    const ctx = sizeCanvas(this.canvas, w, hgt);
+    const base = hgt - 7, bw = w / n;
+    // the scale fits the data and the threshold (an untrained model's confidences are tiny)
+    let top = Number.isFinite(threshold) ? threshold : 0;
+    for (const v of ex.sorted) top = Math.max(top, v);
+    top = Math.min(1, Math.max(top * 1.1, 1e-6));
+    /** @param {number} v */
+    const y = (v) => base - (Math.max(0, Math.min(top, v)) / top) * (base - 14);
+    for (const committed of [0, 1]) {
+      ctx.fillStyle = committed ? run.palette.states[NEW] : run.palette.states[MASKED];
+      ctx.beginPath();
+      for (let j = 0; j < ex.order.length; j++) {
+        if (ex.committedSorted[j] !== committed) continue;
+        const yj = y(ex.sorted[j]);
+        ctx.rect(j * bw + (bw > 3 ? 0.5 : 0), yj, Math.max(0.5, bw - (bw > 3 ? 1 : 0)),
+          base - yj);
+      }
+      ctx.fill();
+    }
+    if (Number.isFinite(threshold)) {
+      ctx.setLineDash([4, 3]); ctx.strokeStyle = "#D55E00"; ctx.beginPath();
+      ctx.moveTo(0, y(threshold)); ctx.lineTo(w, y(threshold)); ctx.stroke(); ctx.setLineDash([]);
+    }
+    ctx.font = "10px sans-serif"; ctx.fillStyle = "#555"; ctx.textAlign = "left";
+    ctx.fillText(ex.order.length ? `confidence (axis to ${fmt(top, 3)})`
+      : "nothing was masked before this step", 3, 9);
+    const j = pinned === null ? -1 : ex.order.indexOf(pinned);
+    if (j >= 0) {
+      ctx.strokeStyle = "#000";
+      ctx.lineWidth = 1;
+      ctx.strokeRect(j * bw + 0.5, 0.5, Math.max(1, bw - 1), hgt - 1);
+    }
+  }
+}
+
+/**
+ * The entropy bound in force at a global step: the recorded one, changed from a branch's fork
+ * on (dgviz.Trace.settings_at).
+ * @param {Run} run @param {number} step
+ */
+export function boundAt(run, step) {
+  let bound = finite((run.info.settings || {}).entropy_bound);
+  for (const change of run.info.changes || []) {
+    if (change.step <= step && "entropy_bound" in change.settings) {
+      bound = finite(change.settings.entropy_bound);
+    }
+  }
+  return bound;
 }

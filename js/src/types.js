@@ -66,6 +66,8 @@
  * @property {boolean} [held] the run held tokens (hold=, a branch's edits): "held" state
  * @property {Fork | null} [fork] where this run was branched from its parent
  * @property {RunStats} [stats] Trace.stats() of this row
+ * @property {{step: number, settings: Record<string, number>}[]} [changes] settings changed
+ *   mid-run (a branch), in step order
  */
 
 /**

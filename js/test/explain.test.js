@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { expertLoad, explainStep } from "../src/explain.js";
+import { expertLoad, explainMaskedStep, explainStep } from "../src/explain.js";
+import { boundAt } from "../src/explainer.js";
 import { shownToken, history, expertsAt, topExpert, formatBytes } from "../src/data.js";
 
 describe("explainStep", () => {
@@ -59,5 +60,32 @@ describe("chunk accessors", () => {
     const ex = expertsAt(chunk, 0, 2);
     expect(ex[0].picks.map((p) => p.expert)).toEqual([5, 6]);
     expect(formatBytes(2_500_000)).toBe("2.5 MB");
+  });
+});
+
+describe("explainMaskedStep (LLaDA2)", () => {
+  it("sorts the masked positions by confidence and counts commits, edits, still masked", () => {
+    const M = 99;
+    const canvasIn = [M, 5, M, M, 7];
+    const draft = [3, 6, M, 4, 7];
+    const conf = [0.9, 0.8, 0.2, 0.95, 0.5];
+    const ex = explainMaskedStep(conf, canvasIn, draft, M);
+    expect(ex.order).toEqual([3, 0, 2]);
+    expect(Array.from(ex.committedSorted)).toEqual([1, 1, 0]);
+    expect(ex.nCommitted).toBe(2);
+    expect(ex.nEdited).toBe(1); // position 1: 5 -> 6
+    expect(ex.stillMasked).toBe(1);
+  });
+});
+
+describe("boundAt", () => {
+  it("follows a branch's setting changes from their step on", () => {
+    const changes = [{ step: 4, settings: { entropy_bound: 2 } },
+      { step: 9, settings: { t_min: 1 } }];
+    const run = /** @type {any} */ ({ info: { settings: { entropy_bound: 0.1 }, changes } });
+    expect(boundAt(run, 3)).toBe(0.1);
+    expect(boundAt(run, 4)).toBe(2);
+    expect(boundAt(run, 12)).toBe(2);
+    expect(boundAt(/** @type {any} */ ({ info: {} }), 0)).toBeNaN();
   });
 });
