@@ -16,11 +16,14 @@ from pathlib import Path
 from . import pets, sudoku, sudoku6
 from .tasks import TASKS, get_task
 
-CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoint"  # the multi-task model (all tasks)
+# tasks with a specialist checkpoint of their own (same architecture and tokenizer)
+TASK_CHECKPOINTS = {"sudoku": Path(__file__).parent / "checkpoint-sudoku"}
 
 __all__ = [
     "CHECKPOINT_DIR",
     "TASKS",
+    "TASK_CHECKPOINTS",
     "demo_model",
     "get_task",
     "pets",
@@ -32,12 +35,17 @@ __all__ = [
 def demo_model(task: str | None = None, checkpoint: str | Path | None = None):
     """Load the shipped demo model and its tokenizer (offline, from package data).
 
-    `task` (one of `TASKS`) is validated and applies that task's generation defaults, if any.
-    Returns `(model, tokenizer)` with the model in eval mode on the CPU.
+    `task` (one of `TASKS`) is validated, picks that task's specialist checkpoint if it has one
+    (`TASK_CHECKPOINTS`: 9x9 Sudoku), and applies its generation defaults, if any. Without a
+    task: the multi-task model. Returns `(model, tokenizer)` with the model in eval mode on the
+    CPU.
     """
     if task is not None:
         task_module = get_task(task)
-    path = Path(checkpoint) if checkpoint is not None else CHECKPOINT_DIR
+    if checkpoint is not None:
+        path = Path(checkpoint)
+    else:
+        path = TASK_CHECKPOINTS.get(task, CHECKPOINT_DIR) if task is not None else CHECKPOINT_DIR
     if not (path / "model.safetensors").exists():
         raise FileNotFoundError(
             f"no demo checkpoint in {path}; retrain it with `python -m dgviz.demo.train`"

@@ -236,17 +236,22 @@ def main(argv=None):
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, tokenizer = demo_model(checkpoint=args.checkpoint)
     suite = [row for row in DEFAULT_SUITE if args.tasks is None or row[0] in args.tasks]
     print(TABLE_HEADER, flush=True)
-    rows = evaluate(model, tokenizer, args.n, args.seed, suite, {"default": {}}, args.batch_size,
-                    progress=lambda line: print(line, flush=True))
-    shares = " ".join(f"{share:.0%}" for share in combined_max_share(rows))
-    print(f"\nrouting over all default rows: max top-1 expert share per decoder layer {shares}")
-    if args.all_settings:
-        others = {k: v for k, v in SETTINGS.items() if k != "default"}
-        rows += evaluate(model, tokenizer, args.settings_n, args.seed, suite, others,
-                         args.batch_size, progress=lambda line: print(line, flush=True))
+    rows, shares = [], []
+    for task in dict.fromkeys(name for name, _ in suite):  # each task with its own checkpoint
+        model, tokenizer = demo_model(task, checkpoint=args.checkpoint)
+        mine = [row for row in suite if row[0] == task]
+        done = evaluate(model, tokenizer, args.n, args.seed, mine, {"default": {}},
+                        args.batch_size, progress=lambda line: print(line, flush=True))
+        shares.append(f"{task} " + " ".join(f"{s:.0%}" for s in combined_max_share(done)))
+        rows += done
+        if args.all_settings:
+            others = {k: v for k, v in SETTINGS.items() if k != "default"}
+            rows += evaluate(model, tokenizer, args.settings_n, args.seed, mine, others,
+                             args.batch_size, progress=lambda line: print(line, flush=True))
+    print("\nrouting over each task's default rows: max top-1 expert share per decoder layer: "
+          + "; ".join(shares))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
