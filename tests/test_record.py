@@ -143,6 +143,56 @@ def test_adaptive_stop_is_recorded(tiny):
     assert trace.settings["confidence_threshold"] == 100.0
 
 
+def _spy_on_temperature(monkeypatch) -> list[tuple[int, float]]:
+    """Patch transformers' LinearTemperatureScheduleLogitsProcessor to log, per call, the step
+    count it was given and the temperature it really divided the logits by (measured from its
+    output, not recomputed from a formula)."""
+    from transformers import LinearTemperatureScheduleLogitsProcessor as Processor
+
+    calls: list[tuple[int, float]] = []
+    original = Processor.__call__
+
+    def spy(self, input_ids, scores, cur_step):
+        out = original(self, input_ids, scores, cur_step)
+        s, o = scores.double(), out.double()
+        calls.append((int(cur_step), float((s * o).sum() / (o * o).sum())))  # scores = t * out
+        return out
+
+    monkeypatch.setattr(Processor, "__call__", spy)
+    return calls
+
+
+def test_temperature_and_step_count_are_what_transformers_used(tiny, monkeypatch):
+    """`Trace.step_remaining` / `Trace.temperature` label each step with the count and the
+    temperature transformers' processor used there: several canvases, an early stop, a branch
+    whose temperatures change at the fork. (transformers counts N..1, so the last possible step
+    runs at t_min + (t_max - t_min) / N: t_min itself is never used.)"""
+    model, tok = tiny
+    calls = _spy_on_temperature(monkeypatch)
+    n = 8
+    trace = dgviz.record(model, tok, "the cat sat", seed=0, max_new_tokens=48,
+                         max_denoising_steps=n, t_min=0.3, t_max=1.1)
+    assert trace.num_canvases == 3
+    assert [c[0] for c in calls] == trace.step_remaining.tolist()
+    np.testing.assert_allclose([c[1] for c in calls], trace.temperature, rtol=1e-5)
+    np.testing.assert_array_equal(trace.step_remaining[: n], np.arange(n, 0, -1))
+    assert trace.temperature[0] == pytest.approx(1.1)
+    assert trace.temperature[n - 1] == pytest.approx(0.3 + 0.8 / n)  # not t_min
+
+    calls.clear()  # an early stop: the labels of the steps that ran
+    stopped = dgviz.record(model, tok, "the cat", seed=0, max_new_tokens=16,
+                           max_denoising_steps=6, stability_threshold=0,
+                           confidence_threshold=100.0)
+    assert stopped.num_steps == 1
+    assert calls == [(6, pytest.approx(float(stopped.temperature[0]), rel=1e-5))]
+
+    calls.clear()  # a branch changes the temperatures from its fork on
+    child = dgviz.branch(model, tok, trace, 3, t_min=0.1, t_max=0.5)
+    assert [c[0] for c in calls] == child.step_remaining.tolist()
+    np.testing.assert_allclose([c[1] for c in calls], child.temperature, rtol=1e-5)
+    assert child.temperature[3] == pytest.approx(0.1 + 0.4 * 5 / n)
+
+
 def test_chat_prompt_uses_chat_template(tiny):
     model, tok = tiny
     chat = [{"role": "user", "content": "the cat"}]
