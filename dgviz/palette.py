@@ -12,7 +12,8 @@ from __future__ import annotations
 # "empty", apart from the pale grey of a re-noised (random) token. HELD (a token the user fixed:
 # hold=, a branch's edit) is Okabe-Ito's reddish purple, apart from every model-made state.
 STATE_COLORS = ("#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A", "#CC79A7")
-STATE_TEXT_COLORS = ("#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF", "#000000")
+# re-noised text is dim but readable: #444 on #BBB is 5:1 (WCAG AA)
+STATE_TEXT_COLORS = ("#444444", "#000000", "#000000", "#FFFFFF", "#FFFFFF", "#000000")
 
 CONFIDENCE_SCALE = "Cividis"
 ENTROPY_SCALE = "Magma_r"

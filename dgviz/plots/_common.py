@@ -366,8 +366,9 @@ def boundary(fig: go.Figure, x: float, **where: Any) -> None:
 
 
 def position_px(length: int) -> int:
-    """Plot-area height for a position axis: 2.5 px a position, 250–700 px."""
-    return int(min(700, max(250, 2.5 * length)))
+    """Plot-area height for a position axis: 4 px a position (a row you can point at), 250–800
+    px (a 256-token canvas: 3.1 px a row)."""
+    return int(min(800, max(250, 4 * length)))
 
 
 def layer_px(n_layers: int) -> int:

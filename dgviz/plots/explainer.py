@@ -60,7 +60,8 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
         if math.isfinite(bound):
             fig.add_hline(
                 y=bound, line=dict(color=_BOUND_COLOR, dash="dash", width=2), row=r, col=1,
-                annotation_text=f"entropy_bound {bound:g}", annotation_position="top right",
+                # top left: sorted lowest first, so the low bars there never cross the label
+                annotation_text=f"entropy_bound {bound:g}", annotation_position="top left",
                 annotation_font=dict(color=_BOUND_COLOR),
             )
     for i in (NEW, _not_accepted(trace)):  # legend entries for the two bar colours

@@ -270,8 +270,9 @@ def accepted_per_step(trace: Trace, row: int = 0, canvas: int | None = None) -> 
         rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4], vertical_spacing=0.08,
     )
     for y, name, color in (
-        (new, "newly accepted", palette.STATE_COLORS[NEW]),
-        (again, "accepted again (also the step before)", palette.STATE_COLORS[KEPT]),
+        (new, f"{STATE_NAMES[NEW]} (newly accepted)", palette.STATE_COLORS[NEW]),
+        (again, f"{STATE_NAMES[KEPT]} (accepted the step before too)",
+         palette.STATE_COLORS[KEPT]),
     ):
         fig.add_trace(
             go.Bar(

@@ -7,7 +7,7 @@ import {
 // the Python palette (dgviz.palette.as_dict()), as the widget receives it
 const palette = {
   states: ["#BBBBBB", "#E69F00", "#56B4E9", "#009E73", "#4A4A4A", "#CC79A7"],
-  stateText: ["#666666", "#000000", "#000000", "#FFFFFF", "#FFFFFF", "#000000"],
+  stateText: ["#444444", "#000000", "#000000", "#FFFFFF", "#FFFFFF", "#000000"],
   experts: ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"],
 };
 
