@@ -173,3 +173,24 @@ def test_router_entropy_taken_at_the_step_end_equals_per_layer():
     assert ids.shape == (3, 10, 2)
     torch.testing.assert_close(entropy, torch.stack(layers))
     assert torch.isfinite(entropy).all()
+
+
+def test_token_text_from_the_kept_table_equals_decoding_each_id():
+    """Steps look token text up in a table decoded once per tokenizer; it must say what
+    decoding each id says, for ids past the tokenizer's own too, and follow added tokens."""
+    from dgviz.recording.collector import _TEXT_TABLES
+    from dgviz.recording.tokens import token_texts
+    from dgviz.testing import tiny_tokenizer
+
+    model, _ = tiny_model(vocab_size=64)
+    tok = tiny_tokenizer(60)  # the model's last 4 ids have no token: sampled all the same
+    trace = dgviz.record(model, tok, "the cat", seed=0, max_new_tokens=64, max_denoising_steps=6)
+    assert max(trace.token_text) >= 60  # ids past the tokenizer were seen
+    for i, text in trace.token_text.items():
+        assert text == token_texts(tok, np.array([i]))[i], i
+    assert _TEXT_TABLES[tok].size == 60
+    tok.add_tokens(["zebra"])  # a new id 60: the table is decoded again
+    again = dgviz.record(model, tok, "the cat", seed=0, max_new_tokens=64, max_denoising_steps=6)
+    assert _TEXT_TABLES[tok].size == 61
+    if 60 in again.token_text:
+        assert again.token_text[60] == token_texts(tok, np.array([60]))[60]
