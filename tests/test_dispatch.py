@@ -194,3 +194,17 @@ def test_token_text_from_the_kept_table_equals_decoding_each_id():
     assert _TEXT_TABLES[tok].size == 61
     if 60 in again.token_text:
         assert again.token_text[60] == token_texts(tok, np.array([60]))[60]
+
+
+@pytest.mark.parametrize("vocab", [64, 97, 200, 256, 319, 4096])
+def test_topk_equals_torch_topk_for_any_vocabulary(vocab):
+    """The padded CPU top-k (a speed work-around) returns what torch's own does."""
+    from dgviz.recording.collector import _topk
+
+    gen = torch.Generator().manual_seed(vocab)
+    logits = torch.randn(2, 16, vocab, generator=gen)
+    logits[0, 0, : vocab - 3] = -torch.inf  # a row with fewer finite logits than k
+    got, want = _topk(logits, 5), logits.topk(5, dim=-1)
+    torch.testing.assert_close(got[0], want[0])
+    assert torch.equal(got[1][1], want[1][1])  # rows without ties: the same ids
+    assert (got[1] < vocab).all()

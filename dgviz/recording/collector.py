@@ -4,6 +4,7 @@ per step, and built into a `Trace`. Shared by both recording loops."""
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 import warnings
@@ -124,7 +125,7 @@ class Collector:
         logits, no softmax, no log per token): with ``s = l - m`` and ``z = sum(exp(s))``,
         ``p_top = exp(s_top) / z`` and ``entropy = log z - sum(exp(s) * s) / z``.
         """
-        top_logits, top_i = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
+        top_logits, top_i = _topk(logits, min(self.top_k, logits.shape[-1]))
         top_logits = top_logits.float()
         shifted = logits - top_logits[..., :1]  # float32 for any model dtype; max 0
         on_cpu = shifted.device.type == "cpu"
@@ -384,6 +385,21 @@ def _entropy(shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     e = shifted.exp()
     z = e.sum(-1)
     return z.log() - torch.linalg.vecdot(e, shifted) / z, z
+
+
+def _topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits.topk(k)``. torch's CPU kernel is several times slower on rows of about 130 to
+    64·k entries than on rows of 64·k (measured: top-5 of 256 rows of 256 logits 0.53 ms, of
+    320 logits 0.16 ms), so such rows are padded with -inf; a row with fewer than k finite
+    logits, where a pad could rank, is taken unpadded."""
+    length = logits.shape[-1]
+    if logits.device.type != "cpu" or not 128 < length < 64 * k:
+        return logits.topk(k, dim=-1)
+    padded = torch.nn.functional.pad(logits, (0, 64 * k - length), value=-math.inf)
+    values, ids = padded.topk(k, dim=-1)
+    if bool((ids >= length).any()):
+        return logits.topk(k, dim=-1)
+    return values, ids
 
 
 def _stack_routes(routes: list[tuple], device: torch.device) -> tuple[torch.Tensor, ...]:
