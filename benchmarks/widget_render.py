@@ -188,11 +188,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def in_jupyterlab(browser, trace_path: Path, tmp: Path) -> list[dict]:
+def in_jupyterlab(browser, trace_path: Path, tmp: Path, max_bytes: int) -> list[dict]:
     """Open a notebook showing the benchmark trace in a fresh JupyterLab and scrub it."""
     root = trace_path.parent
     cell = ("import dgviz\ntrace = dgviz.load_trace('bench.dgtrace')\n"
-            "dgviz.Timeline(trace, max_bytes=64_000_000)")
+            f"dgviz.Timeline(trace, max_bytes={max_bytes})")
     nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {},
                      "outputs": [], "source": cell}],
           "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
@@ -279,15 +279,22 @@ def main() -> None:
     ap.add_argument("--chromium", default=os.environ.get("DGVIZ_CHROMIUM", "/usr/bin/chromium"))
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-lab", action="store_true", help="skip the JupyterLab measurement")
+    ap.add_argument("--real-shape", action="store_true",
+                    help="8 canvases with the 26B-A4B's routing (30 layers, top-8 of 128 "
+                         "experts) instead of 4 canvases x 8 layers: over the widget's 16 MB "
+                         "cap, so canvases travel on demand (issue 13)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     t = time.perf_counter()
-    trace = synthetic_trace()
+    trace = (synthetic_trace(canvases=8, layers=30, k=8, experts=128) if args.real_shape
+             else synthetic_trace())
     print(f"trace: {trace!r}, {len(trace.token_text):,} distinct token texts "
           f"(built in {time.perf_counter() - t:.1f} s)")
     t = time.perf_counter()
-    w = dgviz.Timeline(trace, max_bytes=64_000_000)
+    # the real shape keeps the widget's default cap: canvases then travel on demand
+    max_bytes = dgviz.widget.DEFAULT_MAX_BYTES if args.real_shape else 64_000_000
+    w = dgviz.Timeline(trace, max_bytes=max_bytes)
     build = time.perf_counter() - t
     text = len(json.dumps(w._tokens)) / 1e6
     print(f"python: Timeline(trace) {build * 1000:.0f} ms; binary traits "
@@ -306,7 +313,7 @@ def main() -> None:
             scrub_lab = []
             if not args.no_lab and lab:
                 trace.save(tmp / "root" / "bench.dgtrace")
-                scrub_lab = in_jupyterlab(browser, tmp / "root" / "bench.dgtrace", tmp)
+                scrub_lab = in_jupyterlab(browser, tmp / "root" / "bench.dgtrace", tmp, max_bytes)
             browser.close()
     load = os.getloadavg()
     print(f"chromium {args.chromium}; {os.cpu_count()} CPUs, load average {load[0]:.1f} "
