@@ -176,9 +176,10 @@ def scrub_scenarios(page, root_selector: str) -> list[dict]:
     run("idle inspector")
     root.locator('.dgv-tok[data-pos="7"]').click()
     run("pinned inspector")
-    root.locator(".dgv-colorby").select_option("expert")
-    run("colour by expert")
-    root.locator(".dgv-colorby").select_option("state")
+    if root.locator('.dgv-colorby option[value="expert"]').is_enabled():  # routing was sent
+        root.locator(".dgv-colorby").select_option("expert")
+        run("colour by expert")
+        root.locator(".dgv-colorby").select_option("state")
     return results
 
 
