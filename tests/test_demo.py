@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from dgviz.demo import CHECKPOINT_DIR, TASKS, demo_model, pets, sudoku, sudoku6
+from dgviz.demo import CHECKPOINT_DIR, TASK_CHECKPOINTS, TASKS, demo_model, pets, sudoku, sudoku6
 from dgviz.demo.evaluate import combined_max_share, evaluate, self_corrections
 from dgviz.demo.vocab import CHARACTERS, build_tokenizer, chat_prompt_ids
 
@@ -115,18 +115,23 @@ def test_tokenizer_round_trip_and_chat_template(model_and_tokenizer):
     assert model.generation_config.max_new_tokens == config.canvas_length  # one canvas
 
 
-def test_checkpoint_files_are_small_and_pickle_free(model_and_tokenizer):
+@pytest.mark.parametrize("path", [CHECKPOINT_DIR, *TASK_CHECKPOINTS.values()],
+                         ids=["multi-task", *TASK_CHECKPOINTS])
+def test_checkpoint_files_are_small_and_pickle_free(model_and_tokenizer, path):
     model, _ = model_and_tokenizer
-    files = {path.name: path.stat().st_size for path in CHECKPOINT_DIR.iterdir()}
+    files = {p.name: p.stat().st_size for p in path.iterdir()}
     assert "model.safetensors" in files
     assert "tokenizer.json" in files
     assert not [name for name in files if name.endswith((".bin", ".pkl", ".pt", ".pth"))]
-    assert sum(files.values()) <= 30 * 2**20
+    assert sum(files.values()) <= 5 * 2**20  # each checkpoint at most 5 MB (issue 16)
     text_config = model.config.text_config
     assert text_config.num_experts >= 8
     assert text_config.top_k_experts == 2
-    saved_config = json.loads((CHECKPOINT_DIR / "config.json").read_text())
+    saved_config = json.loads((path / "config.json").read_text())
     assert saved_config["model_type"] == "diffusion_gemma"
+    # the same tokenizer for every checkpoint: traces of the two models are comparable
+    assert (path / "tokenizer.json").read_text() == \
+        (CHECKPOINT_DIR / "tokenizer.json").read_text()
 
 
 def test_loads_offline():
@@ -173,6 +178,25 @@ def test_small_evaluation_and_routing_balance(model_and_tokenizer):
     sudoku_row = rows[0]
     assert sudoku_row["givens_kept"] >= 0.8
     assert sudoku_row["steps_median"] >= 2
+
+
+# the 9x9 specialist (demo_model("sudoku")): floors well below docs/demo-model.md's numbers
+SPECIALIST_FLOORS = {30: (0.3, 0.9), 40: (0.0, 0.8)}
+
+
+def test_the_sudoku_specialist_solves_and_routes_evenly():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, tokenizer = demo_model("sudoku")
+    assert model.config._name_or_path.endswith("checkpoint-sudoku")
+    suite = [("sudoku", {"blanks": b}) for b in SPECIALIST_FLOORS]
+    rows = evaluate(model, tokenizer, n=20, seed=4242, suite=suite, batch_size=20, progress=None)
+    torch.set_num_threads(threads)
+    for row, (exact_floor, position_floor) in zip(rows, SPECIALIST_FLOORS.values(), strict=True):
+        assert row["exact"] >= exact_floor, row
+        assert row["position_accuracy"] >= position_floor, row
+        assert row["givens_kept"] == 1.0, row
+    assert max(combined_max_share(rows)) <= 0.4  # issue 16's balance bar
 
 
 def test_self_correction_detector():
