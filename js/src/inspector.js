@@ -2,7 +2,7 @@
 // The inspector: everything about one position (hovered or pinned) at the current step. It is a
 // fixed skeleton of one-line rows, built once per run shape and updated in place, so it has the
 // same height whatever it shows, idle included (docs/widget.md, "Layout").
-import { fmt, h, setAttr, setText, sizeCanvas, svg } from "./dom.js";
+import { fmt, h, setText, sizeCanvas, svg } from "./dom.js";
 import { expertColor, STATE_NAMES, textColorFor, tokenStyle } from "./colors.js";
 import { expertsAt, history, shownToken, tokenText, topExpert } from "./data.js";
 import { clip, visible } from "./layout.js";
@@ -104,7 +104,12 @@ export class Inspector {
     for (const s of this.sparks) clearSpark(s);
     for (const r of this.experts) {
       setText(r.entropy, "");
-      for (const c of r.chips) { setText(c, ""); c.style.background = "transparent"; }
+      for (const c of r.chips) {
+        setText(c, "");
+        c.title = "";
+        c.style.background = "transparent";
+        delete c.dataset.bg;
+      }
     }
     this.path.getContext("2d")?.clearRect(0, 0, this.path.width, this.path.height);
     this.pathKey = "";
@@ -167,11 +172,17 @@ export class Inspector {
         picks.forEach(({ expert, weight }, j) => {
           const c = row.chips[j];
           if (!c) return;
+          // 30 layers x 8 chips at the real shape: write only what changed since the last step
+          const title = `expert ${expert}, weight ${fmt(weight, 3)}`;
+          if (c.title === title) return;
+          c.title = title;
+          c.textContent = `e${expert} ${fmt(weight, 2)}`;
           const bg = expertColor(expert, run.palette);
-          setText(c, `e${expert} ${fmt(weight, 2)}`);
-          setAttr(c, "title", `expert ${expert}, weight ${fmt(weight, 3)}`);
-          c.style.background = bg;
-          c.style.color = textColorFor(bg);
+          if (c.dataset.bg !== bg) {
+            c.dataset.bg = bg;
+            c.style.background = bg;
+            c.style.color = textColorFor(bg);
+          }
         });
       });
       const key = `${chunk.version}:${chunk.canvas}:${pos}`;
