@@ -70,11 +70,14 @@ def build_config(hidden_size: int = 64, num_layers: int = 4, num_experts: int = 
     )
 
 
-def generation_config(pad_token_id: int, eos_token_id: int, bos_token_id: int):
+def generation_config(pad_token_id: int, eos_token_id: int, bos_token_id: int,
+                      **overrides):
+    """The checkpoint's `generate` defaults: `GENERATION_DEFAULTS`, then ``overrides`` (the 9x9
+    specialist starts hotter, ``t_max=1.2``: see docs/demo-model.md)."""
     from transformers import DiffusionGemmaGenerationConfig, EntropyBoundSamplerConfig
 
     return DiffusionGemmaGenerationConfig(
-        **GENERATION_DEFAULTS,
+        **{**GENERATION_DEFAULTS, **overrides},
         sampler_config=EntropyBoundSamplerConfig(entropy_bound=ENTROPY_BOUND),
         pad_token_id=pad_token_id,
         eos_token_id=eos_token_id,

@@ -87,10 +87,11 @@ def learning_rate(progress: float, peak: float, warmup: float = 0.03) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, decay))))
 
 
-def save_checkpoint(model, tokenizer, out_dir: Path):
+def save_checkpoint(model, tokenizer, out_dir: Path, **generation):
+    """Weights, config, tokenizer and the `generate` defaults (``generation`` overrides them)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.generation_config = generation_config(
-        tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id
+        tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, **generation
     )
     model.save_pretrained(out_dir)  # safetensors + config.json + generation_config.json
     tokenizer.save_pretrained(out_dir)
@@ -251,6 +252,15 @@ def train(
     return rows
 
 
+def finish_checkpoint(source: Path, out_dir: Path, t_max: float | None) -> None:
+    """Copy a trained checkpoint to ``out_dir`` with its `generate` defaults set (``t_max``)."""
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    model = DiffusionGemmaForBlockDiffusion.from_pretrained(source, local_files_only=True)
+    save_checkpoint(model.eval(), build_tokenizer(), Path(out_dir),
+                    **({} if t_max is None else {"t_max": t_max}))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -280,7 +290,16 @@ def main(argv=None):
                         help="blank cells of training sudokus (inclusive range)")
     parser.add_argument("--out", type=Path, default=CHECKPOINT_DIR)
     parser.add_argument("--figure", type=Path, default=LOSS_FIGURE)
+    parser.add_argument("--finish", type=Path, metavar="TRAINED", default=None,
+                        help="do not train: copy the checkpoint TRAINED to --out with its "
+                             "generate defaults (--t-max)")
+    parser.add_argument("--t-max", type=float, default=None,
+                        help="the checkpoint's default starting temperature (library: 0.8)")
     args = parser.parse_args(argv)
+    if args.finish is not None:
+        finish_checkpoint(args.finish, args.out, args.t_max)
+        print(f"checkpoint {args.finish} -> {args.out} (t_max {args.t_max})")
+        return
     if args.steps is None and args.minutes is None:
         parser.error("give --minutes (a wall-time budget) or --steps")
     rows = train(
