@@ -180,8 +180,9 @@ def test_small_evaluation_and_routing_balance(model_and_tokenizer):
     assert sudoku_row["steps_median"] >= 2
 
 
-# the 9x9 specialist (demo_model("sudoku")): floors well below docs/demo-model.md's numbers
-SPECIALIST_FLOORS = {30: (0.3, 0.9), 40: (0.0, 0.8)}
+# The 9x9 specialist (demo_model("sudoku")): floors well below its 500-item evaluation
+# (88.6% / 63.4% exact); these 20 items measured 80% / 50%.
+SPECIALIST_FLOORS = {30: (0.65, 0.95), 40: (0.3, 0.9)}
 
 
 def test_the_sudoku_specialist_solves_and_routes_evenly():
@@ -197,6 +198,7 @@ def test_the_sudoku_specialist_solves_and_routes_evenly():
         assert row["position_accuracy"] >= position_floor, row
         assert row["givens_kept"] == 1.0, row
     assert max(combined_max_share(rows)) <= 0.4  # issue 16's balance bar
+    assert rows[0]["steps_median"] >= 8  # the hot start (t_max 1.3) leaves steps to watch
 
 
 def test_self_correction_detector():

@@ -73,7 +73,7 @@ def build_config(hidden_size: int = 64, num_layers: int = 4, num_experts: int = 
 def generation_config(pad_token_id: int, eos_token_id: int, bos_token_id: int,
                       **overrides):
     """The checkpoint's `generate` defaults: `GENERATION_DEFAULTS`, then ``overrides`` (the 9x9
-    specialist starts hotter, ``t_max=1.2``: see docs/demo-model.md)."""
+    specialist starts hotter, ``t_max=1.3``: see docs/demo-model.md)."""
     from transformers import DiffusionGemmaGenerationConfig, EntropyBoundSamplerConfig
 
     return DiffusionGemmaGenerationConfig(
