@@ -411,8 +411,9 @@ def presets(*, diffusers: bool = True, steps: int = 48) -> dict[str, Schedule]:
     few = max(2, steps // 12)
     out = {
         "default": Schedule.transformers(
-            "default", description="transformers' defaults: entropy bound 0.1, t 0.8->0.4, "
-            "adaptive stop (1 stable step, mean entropy < 0.005)."),
+            "default", description="the model's generation config (transformers' defaults: "
+            "entropy bound 0.1, t 0.8->0.4, adaptive stop after 1 stable step with mean entropy "
+            "< 0.005; a checkpoint may set others)."),
         "few steps": Schedule.transformers(
             "few steps", steps=few,
             description=f"at most {few} steps per canvas; whatever is left is the argmax draft."),

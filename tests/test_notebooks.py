@@ -187,14 +187,12 @@ def test_compare_schedules(tmp_path, monkeypatch):
     nb, _ = _execute(path, tmp_path, monkeypatch)
     assert "application/vnd.plotly.v1+json" in _mimetypes(nb), "a comparison figure is shown"
     text = _text(nb)
-    # the risk exercise's puzzle is chosen by a stated rule at run time
-    found = re.search(r"^puzzles tried: \d+; default solved \d+ of them; loose bound failed "
-                      r"([01]) of those$", text, re.M)
-    assert found
-    lost = re.search(r"^seeds default solved and loose bound did not: \[([\d, ]*)\]", text, re.M)
-    assert lost
-    if found.group(1) == "1":  # the chosen puzzle separates the two on seed 0
-        assert lost.group(1).split(", ")[0] == "0"
+    # the risk exercise's puzzle is chosen by a stated rule at run time, and the rule finds one
+    # on which the two schedules really differ in validity (issue 16)
+    assert re.search(r"^puzzles tried: \d+; default solved \d+ of them; few steps failed "
+                     r"1 of those$", text, re.M)
+    lost = re.search(r"^seeds default solved and few steps did not: \[([\d, ]*)\]", text, re.M)
+    assert lost and lost.group(1).split(", ")[0] == "0"
     assert re.search(r"^Pareto front, cheapest first:$", text, re.M)
 
 
