@@ -292,6 +292,11 @@ def test_figures_from_a_comparison():
     assert list(acc.data[0].y) == [1, 2, 2, 3, 1, 3]
     pareto = comp.pareto_figure()
     assert pareto.data[-1].name.startswith("Pareto front")
+    # both means at one point (equal cost and score): one shared label, not two drawn over each
+    # other
+    assert [t.text for t in pareto.data if t.text is not None] == [("a / b",)]
+    assert [t.name for t in pareto.data if t.name.endswith("(Pareto)")] == ["a (Pareto)",
+                                                                           "b (Pareto)"]
     with pytest.raises(ValueError, match="score"):
         compare([hand_trace()]).pareto_figure()
     assert compare([hand_trace()]).pareto_figure(quality="agreement") is not None

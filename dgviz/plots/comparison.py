@@ -108,6 +108,15 @@ def pareto_figure(comparison: Comparison, cost: str = "forward_passes_per_canvas
         )
     table = comparison.table
     front = pareto_mask(table[cost].to_numpy(), table[quality].to_numpy())
+    # Front means at the same point (equal cost and quality: neither dominates) share one label,
+    # "a / b", on the first of them; separate labels there would be drawn over each other.
+    texts: dict[int, str] = {}
+    at_point: dict[tuple[float, float], int] = {}
+    for i, label in enumerate(comparison.labels):
+        if front[i]:
+            point = (float(table.loc[label, cost]), float(table.loc[label, quality]))
+            first = at_point.setdefault(point, i)
+            texts[first] = f"{texts[first]} / {label}" if first in texts else label
     fig = go.Figure()
     for i, label in enumerate(comparison.labels):
         color = label_color(i)
@@ -121,11 +130,11 @@ def pareto_figure(comparison: Comparison, cost: str = "forward_passes_per_canvas
         ))
         row = table.loc[label]
         fig.add_trace(go.Scatter(
-            x=[row[cost]], y=[row[quality]], mode="markers+text" if front[i] else "markers",
+            x=[row[cost]], y=[row[quality]], mode="markers+text" if i in texts else "markers",
             name=label + (" (Pareto)" if front[i] else ""), legendgroup=label,
             marker=dict(color=color, size=15, symbol="diamond" if front[i] else "circle",
                         line=dict(color=INK, width=1.5 if front[i] else 0.5)),
-            text=[label] if front[i] else None, textposition="top right",
+            text=[texts[i]] if i in texts else None, textposition="top right",
             textfont=dict(size=12), cliponaxis=False,  # a label above the top point shows
             hovertemplate=f"<b>{html.escape(label)}</b> (mean of {int(row['runs'])} seeds)<br>"
             f"{cost} %{{x:.2f}}<br>{quality} %{{y:.3f}}<extra></extra>",
