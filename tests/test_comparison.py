@@ -291,10 +291,11 @@ def test_figures_from_a_comparison():
     acc = comp.accepted_figure()
     assert list(acc.data[0].y) == [1, 2, 2, 3, 1, 3]
     pareto = comp.pareto_figure()
-    assert pareto.data[-1].name.startswith("Pareto front")
+    front_line = [t for t in pareto.data if t.name.startswith("Pareto front")]
+    assert len(front_line) == 1 and front_line[0] is pareto.data[0]  # drawn under the labels
     # both means at one point (equal cost and score): one shared label, not two drawn over each
     # other
-    assert [t.text for t in pareto.data if t.text is not None] == [("a / b",)]
+    assert [a.text for a in pareto.layout.annotations] == ["a / b"]
     assert [t.name for t in pareto.data if t.name.endswith("(Pareto)")] == ["a (Pareto)",
                                                                            "b (Pareto)"]
     with pytest.raises(ValueError, match="score"):

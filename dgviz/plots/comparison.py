@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,13 @@ def pareto_figure(comparison: Comparison, cost: str = "forward_passes_per_canvas
             first = at_point.setdefault(point, i)
             texts[first] = f"{texts[first]} / {label}" if first in texts else label
     fig = go.Figure()
+    # The front's line goes first, under the markers; last in the legend.
+    order = np.argsort(table[cost].to_numpy()[front], kind="stable")
+    fig.add_trace(go.Scatter(
+        x=table[cost].to_numpy()[front][order], y=table[quality].to_numpy()[front][order],
+        mode="lines", name="Pareto front (schedule means)", legendrank=1001,
+        line=dict(color=INK, width=1.5, dash="dash", shape="hv"), hoverinfo="skip",
+    ))
     for i, label in enumerate(comparison.labels):
         color = label_color(i)
         sub = df[df["label"] == label]
@@ -130,28 +138,29 @@ def pareto_figure(comparison: Comparison, cost: str = "forward_passes_per_canvas
         ))
         row = table.loc[label]
         fig.add_trace(go.Scatter(
-            x=[row[cost]], y=[row[quality]], mode="markers+text" if i in texts else "markers",
+            x=[row[cost]], y=[row[quality]], mode="markers",
             name=label + (" (Pareto)" if front[i] else ""), legendgroup=label,
             marker=dict(color=color, size=15, symbol="diamond" if front[i] else "circle",
                         line=dict(color=INK, width=1.5 if front[i] else 0.5)),
-            text=[texts[i]] if i in texts else None, textposition="top right",
-            textfont=dict(size=12), cliponaxis=False,  # a label above the top point shows
+            cliponaxis=False,  # a diamond on the plot's edge is drawn whole
             hovertemplate=f"<b>{html.escape(label)}</b> (mean of {int(row['runs'])} seeds)<br>"
             f"{cost} %{{x:.2f}}<br>{quality} %{{y:.3f}}<extra></extra>",
         ))
-    order = np.argsort(table[cost].to_numpy()[front], kind="stable")
-    fig.add_trace(go.Scatter(
-        x=table[cost].to_numpy()[front][order], y=table[quality].to_numpy()[front][order],
-        mode="lines", name="Pareto front (schedule means)",
-        line=dict(color=INK, width=1.5, dash="dash", shape="hv"), hoverinfo="skip",
-    ))
     _layout(fig, f"Quality vs cost: {quality} against {cost.replace('_', ' ')}",
             cost.replace("_", " "))
     fig.update_yaxes(title_text=quality.replace("_", " "))
     values = df[quality].dropna()
     if values.min() >= 0 and values.max() <= 1:  # shares and pass/fail scores
         fig.update_yaxes(range=[-0.05, 1.12])
-    fig.update_xaxes(type="log" if _spread(df[cost]) > 20 else "linear")
+    log_x = _spread(df[cost]) > 20
+    fig.update_xaxes(type="log" if log_x else "linear")
+    for i, text in texts.items():  # boxed labels: the front's line rises through where they sit
+        x = float(table.loc[comparison.labels[i], cost])
+        fig.add_annotation(
+            x=math.log10(x) if log_x and x > 0 else x, y=table.loc[comparison.labels[i], quality],
+            text=html.escape(text), showarrow=False, xanchor="left", yanchor="bottom", xshift=8,
+            yshift=6, font=dict(size=12), bgcolor="rgba(255,255,255,0.85)", borderpad=2,
+        )
     return fig
 
 
