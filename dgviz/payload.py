@@ -154,6 +154,7 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
             "temperature": _codec.encode(trace.temperature, "float32"),
             "step_seconds": _codec.encode(trace.step_seconds, "float32"),
             "active": _codec.encode(trace.active[row], "uint8"),
+            "passes": _codec.encode(trace.step_passes(row), "int32"),  # the sync axis
             "stop": _codec.encode(trace.stop[row], "uint8"),
             "prompt_ids": _codec.encode(trace.prompt_ids[row], ids),
             "final_tokens": _codec.encode(final, ids),

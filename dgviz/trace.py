@@ -445,8 +445,17 @@ class Trace:
     def forward_passes(self, row: int = 0) -> int:
         """Decoder forward passes this row used: its active steps, plus extra passes a diffusers
         scheduler made within steps (corrector sweeps), as recorded in ``settings``."""
-        extra = self.settings.get("forward_passes")
+        if "step_passes" in self.settings:
+            return int(self.step_passes(row).sum())
+        extra = self.settings.get("forward_passes")  # traces recorded before step_passes
         return int(extra) if extra is not None else int(self.active[row].sum())
+
+    def step_passes(self, row: int = 0) -> np.ndarray:
+        """Decoder forward passes at each step, ``[S]``: 1 while the row was active, 0 after it
+        finished, more where a diffusers scheduler's corrector sweeps ran within the step."""
+        active = self.active[row].astype(np.int64)
+        per_step = self.settings.get("step_passes")
+        return active if per_step is None else active * np.asarray(per_step, dtype=np.int64)
 
     # ------------------------------------------------------------------ slicing
     def row(self, b: int) -> Trace:

@@ -95,7 +95,7 @@ def check_values(t: Any, vocab_size: int | None, num_experts: int | None) -> Non
         _ids_in("encoder_expert_ids", t.encoder_expert_ids, num_experts, "experts")
         _in_range("encoder_expert_weights", t.encoder_expert_weights, -math.inf, math.inf)
         _in_range("encoder_router_entropy", t.encoder_router_entropy, -_PROB_SLACK, math.inf)
-    check_meta(t.meta, t.batch_size)
+    check_meta(t.meta, t.batch_size, t.num_steps)
     _check_branching(t.meta, t.batch_size, t.canvas_in.shape[2], t.prompt_ids.shape[1])
 
 
@@ -186,7 +186,7 @@ def _finite_or_nan(name: str, values: np.ndarray) -> None:
         raise TraceFormatError(f"Trace.{name} holds an infinite value.")
 
 
-def check_meta(meta: Any, batch_size: int) -> None:
+def check_meta(meta: Any, batch_size: int, num_steps: int | None = None) -> None:
     """The metadata's structure: the keys every view reads have the types views expect."""
     if not isinstance(meta, Mapping):
         raise TraceFormatError(f"Trace.meta must be a dict, got {type(meta).__name__}.")
@@ -220,6 +220,14 @@ def check_meta(meta: Any, batch_size: int) -> None:
     fp = settings.get("forward_passes")
     if fp is not None and (not isinstance(fp, int) or isinstance(fp, bool) or fp < 0):
         raise TraceFormatError("Trace.meta['settings']['forward_passes'] must be an integer.")
+    per_step = settings.get("step_passes")
+    if per_step is not None and (
+            not isinstance(per_step, list)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                       for n in per_step)
+            or (num_steps is not None and len(per_step) != num_steps)):
+        raise TraceFormatError("Trace.meta['settings']['step_passes'] must be a list of "
+                               "non-negative integers, one per step.")
 
 
 def check_token_text(token_text: Any) -> dict[int, str]:

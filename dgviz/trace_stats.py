@@ -232,9 +232,8 @@ def lock_fraction_curve(trace: Trace, row: int = 0,
     lock = lock[generated_positions(trace, row)]
     steps = np.arange(s)
     frac = (lock[None, :] <= steps[:, None]).mean(axis=1)
-    active = trace.active[row].astype(np.float64)
-    passes = np.cumsum(active)
+    passes = np.cumsum(trace.step_passes(row)).astype(np.float64)
     total = trace.forward_passes(row)
-    if passes[-1] > 0 and total != passes[-1]:
+    if passes[-1] > 0 and total != passes[-1]:  # an older trace: only the total is known
         passes = passes * (total / passes[-1])
     return np.r_[0.0, passes], np.r_[0.0, frac]

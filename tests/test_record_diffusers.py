@@ -59,8 +59,19 @@ def test_pipeline_recording_matches_and_is_consistent(model_and_tokenizer, name)
     # forward passes include corrector sweeps; tokens per forward follows from them
     passes = trace.settings["forward_passes"]
     assert passes >= trace.num_steps
+    # ... counted per step (the synced views' axis), adding up to the total
+    per_step = trace.step_passes()
+    assert per_step.shape == (trace.num_steps,) and per_step.sum() == passes == trace.forward_passes()
+    assert (per_step >= 1).all()
     if name == "ddim_corrector":
-        assert passes > trace.num_steps
+        assert passes > trace.num_steps and per_step.max() == 2
+    else:
+        assert (per_step == 1).all()
+    # the payload the widget syncs on carries them
+    from dgviz import _codec
+    from dgviz.payload import run_payload
+    sent = _codec.decode(run_payload(trace, 0)["arrays"]["passes"])
+    np.testing.assert_array_equal(sent, per_step)
     out = trace.output_ids[0]
     # like transformers: tokens up to the first eos count, the rest is padding
     eos = np.flatnonzero(out == tok.eos_token_id)

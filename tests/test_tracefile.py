@@ -297,7 +297,8 @@ def test_edited_metadata(either, tmp_path, data):
     header, body = _split(raw)
     meta = json.loads(header["__metadata__"]["meta"])
     keys = [("text",), ("prompt_text",), ("complete",), ("num_experts",), ("settings",),
-            ("settings", "entropy_bound"), ("settings", "forward_passes"), ("model",),
+            ("settings", "entropy_bound"), ("settings", "forward_passes"),
+            ("settings", "step_passes"), ("model",),
             ("model", "vocab_size"), ("model", "canvas_length"), ("versions",)]
     target = data.draw(st.sampled_from(keys))
     value = data.draw(JSON)

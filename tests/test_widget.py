@@ -106,7 +106,7 @@ def test_widget_state_is_binary_not_json_numbers(tiny_trace):
     state, _paths, buffers = _remove_buffers(w.get_state())
     text = json.dumps({k: v for k, v in state.items() if k not in ("_esm", "_css")})
     # every array became a binary buffer; what stays JSON is small (facts, token text, palette)
-    assert len(buffers) == 11 + 4 + 3 * 12  # run arrays, routing between steps, 3 chunks
+    assert len(buffers) == 12 + 4 + 3 * 12  # run arrays, routing between steps, 3 chunks
     assert sum(memoryview(b).nbytes for b in buffers) == w.payload_bytes
     assert len(text) < 12_000
     number_list = r"\[\s*-?\d+(\.\d+)?(\s*,\s*-?\d+(\.\d+)?){15,}"

@@ -93,6 +93,7 @@ class _PipelineRecorder(Collector):
         self.pipe = pipe
         self.model = model
         self.forward_passes = 0
+        self.step_passes: list[int] = []  # per step: 1 + its corrector sweeps
         self.canvas_budget = 0  # predictor steps per canvas
         self._step_start = time.perf_counter()
         # the predictor's router calls are the last ones before scheduler.step
@@ -128,6 +129,7 @@ class _PipelineRecorder(Collector):
                 self.canvas += 1
                 self.canvas_budget = self.pipe.scheduler.num_inference_steps
             self.forward_passes += 1
+            self.step_passes.append(1)
             out = original(model_output, timestep, sample, **kwargs)
             accepted = _committed_mask(out, self.pipe.scheduler)
             self.pending.update(
@@ -151,6 +153,8 @@ class _PipelineRecorder(Collector):
         @functools.wraps(original)
         def step_correct(*args, **kwargs):
             self.forward_passes += 1
+            if self.step_passes:  # a sweep over the step just taken
+                self.step_passes[-1] += 1
             return original(*args, **kwargs)
 
         return step_correct
@@ -204,6 +208,7 @@ class _PipelineRecorder(Collector):
                if k in ("gen_length", "num_inference_steps", "temperature", "stability_threshold",
                         "confidence_threshold", "eos_token_id")},
             "forward_passes": self.forward_passes,
+            "step_passes": self.step_passes[: len(self.step_meta)],
         }
         if "entropy_bound" in scheduler.config:
             settings["entropy_bound"] = float(scheduler.config.entropy_bound)

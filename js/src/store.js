@@ -104,7 +104,8 @@ export class RunStore {
     const run = this.run;
     if (!run || !run.steps) return null;
     if (!this.infoCache || this.infoCache.run !== run) {
-      this.infoCache = { run, info: stepsInfo(run.a.active, run.steps) };
+      // `passes` (per step) since corrector sweeps were counted; `active` in older payloads
+      this.infoCache = { run, info: stepsInfo(run.a.passes || run.a.active, run.steps) };
     }
     return this.infoCache.info;
   }

@@ -84,9 +84,10 @@ export function advance({ step, carry }, dtMs, speed, n) {
 // ---------------------------------------------------------------- synchronized replay
 // Several runs share one position on a common axis. Two modes:
 //  "normalized":      position in [0, 1] = fraction of each run's own steps (step / (steps - 1)).
-//  "forward_passes":  position = 0-based index of the decoder forward pass. A step costs one
-//                     pass when the row was active (`active` in the run payload), none after it
-//                     finished; a run that has used all its passes shows its last step.
+//  "forward_passes":  position = 0-based index of the decoder forward pass. A step costs the
+//                     passes it made (`passes` in the run payload: 1 while the row was active,
+//                     more with a diffusers corrector, 0 after the row finished); a run that has
+//                     used all its passes shows its last step.
 
 /** @typedef {"normalized" | "forward_passes"} SyncMode */
 /** @typedef {{steps: number, before: Int32Array, passes: number}} StepsInfo */
@@ -95,14 +96,14 @@ export function advance({ step, carry }, dtMs, speed, n) {
 export const SYNC_MODES = ["normalized", "forward_passes"];
 
 /**
- * {steps, before: Int32Array (passes before each step), passes (total)} from `active`.
- * @param {ArrayLike<number>} active @param {number} [steps]
+ * {steps, before: Int32Array (passes before each step), passes (total)} from each step's passes.
+ * @param {ArrayLike<number>} perStep @param {number} [steps]
  * @returns {StepsInfo}
  */
-export function stepsInfo(active, steps = active.length) {
+export function stepsInfo(perStep, steps = perStep.length) {
   const before = new Int32Array(steps);
   let total = 0;
-  for (let s = 0; s < steps; s++) { before[s] = total; total += active[s] ? 1 : 0; }
+  for (let s = 0; s < steps; s++) { before[s] = total; total += Math.max(0, perStep[s] || 0); }
   return { steps, before, passes: total };
 }
 

@@ -100,8 +100,8 @@
 
 /**
  * The per-step and per-canvas arrays of `_run`, by name.
- * @typedef {"step_canvas" | "step_remaining" | "temperature" | "step_seconds" | "active" | "stop"
- *   | "prompt_ids" | "final_tokens" | "lock_in" | "first_accepted" | "flips"
+ * @typedef {"step_canvas" | "step_remaining" | "temperature" | "step_seconds" | "active" | "passes"
+ *   | "stop" | "prompt_ids" | "final_tokens" | "lock_in" | "first_accepted" | "flips"
  *   | "routing_similarity" | "routing_changed" | "routing_stayed" | "experts_used"} RunArrayName
  * (the last four, `[steps, layers]`, only for a finished run with routing)
  */

@@ -393,8 +393,15 @@ export class TimelineView {
     // transformers counts a canvas's steps down N..1 (this step included), as the plots show it
     const left = longest ? Math.max(...Array.from(run.a.step_remaining))
       : run.a.step_remaining[step];
-    const pass = info && (longest ? info.passes : Math.min(info.before[step] + 1, info.passes));
-    const passes = info ? ` \u00b7 forward pass ${pass}/${info.passes}` : "";
+    let passes = "";
+    if (info) {  // a step with a corrector sweep spans two passes: "forward passes 3\u20134/15"
+      const first = longest ? info.passes : Math.min(info.before[step] + 1, info.passes);
+      const end = step + 1 < info.steps ? info.before[step + 1] : info.passes;
+      const range = longest ? info.passes > info.steps : end > first;  // reserve its width
+      passes = range
+        ? ` \u00b7 forward passes ${first}\u2013${longest ? first : end}/${info.passes}`
+        : ` \u00b7 forward pass ${first}/${info.passes}`;
+    }
     const s = longest ? n : step + 1;
     return this.compact
       ? `step ${s}/${n}${passes} \u00b7 canvas ${canvas}/${C}`

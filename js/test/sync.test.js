@@ -12,6 +12,14 @@ describe("stepsInfo", () => {
     expect(c.passes).toBe(3);
     expect(stepsInfo([]).passes).toBe(0);
   });
+
+  it("counts a step's extra passes (a diffusers corrector sweep) on the shared axis", () => {
+    const corrected = stepsInfo([2, 2, 2, 1]); // a corrector sweep after each step but the last
+    expect([...corrected.before]).toEqual([0, 2, 4, 6]);
+    expect(corrected.passes).toBe(7);
+    expect(stepAt(5, "forward_passes", corrected)).toBe(2);
+    expect(stepAt(3, "forward_passes", c)).toBe(5); // the plain run has finished by then
+  });
 });
 
 describe("normalized mode", () => {
