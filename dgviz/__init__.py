@@ -49,7 +49,9 @@ if TYPE_CHECKING:  # for IDEs and type checkers; at run time __getattr__ imports
 
 
 def demo_model(task: str | None = None):
-    """``(model, tokenizer)``: the tiny trained DiffusionGemma shipped with dgviz (offline)."""
+    """``(model, tokenizer)``: a tiny trained DiffusionGemma shipped with dgviz (offline); the
+    task's own checkpoint where it has one (``"sudoku"``: the 9x9 specialist), else the
+    multi-task one. See `dgviz.demo.demo_model`."""
     from .demo import demo_model as load
 
     return load(task)

@@ -1,4 +1,5 @@
-"""A tiny trained DiffusionGemma that ships with dgviz, and the tasks it was trained on.
+"""Tiny trained DiffusionGemmas that ship with dgviz (a multi-task model and a 9x9 Sudoku
+specialist), and the tasks they were trained on.
 
 >>> from dgviz.demo import demo_model, sudoku
 >>> model, tokenizer = demo_model("sudoku")
