@@ -292,7 +292,8 @@ def test_figures_from_a_comparison():
     assert list(acc.data[0].y) == [1, 2, 2, 3, 1, 3]
     pareto = comp.pareto_figure()
     front_line = [t for t in pareto.data if t.name.startswith("Pareto front")]
-    assert len(front_line) == 1 and front_line[0] is pareto.data[0]  # drawn under the labels
+    assert len(front_line) == 1
+    assert front_line[0] is pareto.data[0]  # drawn first: under the markers
     # both means at one point (equal cost and score): one shared label, not two drawn over each
     # other
     assert [a.text for a in pareto.layout.annotations] == ["a / b"]

@@ -192,7 +192,8 @@ def test_compare_schedules(tmp_path, monkeypatch):
     assert re.search(r"^puzzles tried: \d+; default solved \d+ of them; few steps failed "
                      r"1 of those$", text, re.M)
     lost = re.search(r"^seeds default solved and few steps did not: \[([\d, ]*)\]", text, re.M)
-    assert lost and lost.group(1).split(", ")[0] == "0"
+    assert lost
+    assert lost.group(1).split(", ")[0] == "0"
     assert re.search(r"^Pareto front, cheapest first:$", text, re.M)
 
 

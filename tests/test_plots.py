@@ -712,7 +712,8 @@ def test_stacked_panels_keep_their_axis_titles_and_captions_apart(every_figure):
 def test_pareto_labels_are_not_clipped_and_lines_are_not_pale_yellow(every_figure):
     pareto = every_figure["comparison pareto"]
     labels = pareto.layout.annotations  # boxed: the front's dashed line passes behind them
-    assert labels and all(a.bgcolor and a.showarrow is False for a in labels)
+    assert labels
+    assert all(a.bgcolor and a.showarrow is False for a in labels)
     assert pareto.layout.yaxis.range[1] >= 1.1  # room above a score of 1 for its label
     pale = {"#F0E442", "#DDCC77"}
     assert not pale & set(palette.LABEL_COLORS)

@@ -61,10 +61,12 @@ def test_pipeline_recording_matches_and_is_consistent(model_and_tokenizer, name)
     assert passes >= trace.num_steps
     # ... counted per step (the synced views' axis), adding up to the total
     per_step = trace.step_passes()
-    assert per_step.shape == (trace.num_steps,) and per_step.sum() == passes == trace.forward_passes()
+    assert per_step.shape == (trace.num_steps,)
+    assert per_step.sum() == passes == trace.forward_passes()
     assert (per_step >= 1).all()
     if name == "ddim_corrector":
-        assert passes > trace.num_steps and per_step.max() == 2
+        assert passes > trace.num_steps
+        assert per_step.max() == 2
     else:
         assert (per_step == 1).all()
     # the payload the widget syncs on carries them
