@@ -297,6 +297,27 @@ def test_trace_file_and_views(pipe, tmp_path, capsys):
     assert gif.stat().st_size > 0
 
 
+def test_sampler_explainer_shows_the_schedulers_commits(pipe):
+    """Masked diffusion has no entropy bound: the explainer shows the positions masked before
+    the step by confidence, the committed ones apart, against the scheduler's threshold."""
+    trace = _record(pipe, "editing")
+    mask = trace.mask_token_id
+    for step in range(trace.num_steps):
+        fig = dgviz.plots.sampler_explainer(trace, step)
+        committed, left = fig.data[0], fig.data[1]
+        read, draft = trace.canvas_in[0, step], trace.draft[0, step]
+        masked = np.flatnonzero(read == mask)
+        assert sorted([*committed.customdata, *left.customdata]) == masked.tolist()
+        assert set(committed.customdata) == set(masked[draft[masked] != mask])
+        ranks = np.r_[committed.x, left.x].astype(int)
+        conf = np.r_[committed.y, left.y][np.argsort(ranks)]
+        assert (np.diff(conf) <= 0).all()  # most confident first
+        title = fig.layout.title.text
+        assert f"committed {len(committed.x)} of {masked.size} masked" in title
+        assert f"{int((draft == mask).sum())} still masked" in title
+    assert any(s.y0 == trace.settings["threshold"] for s in fig.layout.shapes)  # the threshold
+
+
 def test_eos_ends_the_run_after_its_block(pipe):
     settings = {**CONFIGS["greedy"], "gen_length": 32}
     plain = pipe(prompt=PROMPT, generator=torch.Generator().manual_seed(3), **settings)

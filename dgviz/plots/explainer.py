@@ -1,4 +1,5 @@
-"""The sampler explainer: why the entropy-bound sampler accepted what it did at one step."""
+"""The sampler explainer: why the sampler accepted what it did at one step (DiffusionGemma's
+entropy bound; for masked diffusion, the scheduler's commits against its threshold)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     v = view(trace, row)
     step = 0 if step is None else step
     check_step(trace, step)
+    if trace.mask_token_id is not None:  # masked diffusion (LLaDA2): another rule
+        return _masked_explainer(trace, v, step, row)
     ex = trace.sampler_explainer(step, row=row)
     n = ex["order"].size
     acc = np.asarray(ex["accepted"], dtype=bool)
@@ -118,6 +121,54 @@ def _note(trace: Trace, row: int, step: int, acc: np.ndarray) -> str:
     if sampler != "EntropyBoundSampler":
         note += f" · recorded with {sampler}: the entropy-bound rule shown may not be its rule"
     return note
+
+
+def _masked_explainer(trace: Trace, v, step: int, row: int) -> go.Figure:
+    """Masked diffusion (diffusers' `BlockRefinementScheduler`): the positions masked before the
+    step, most confident first, orange where the scheduler committed them this step, against its
+    threshold (it commits every position above it, or the step's quota of the most confident)."""
+    mask = trace.mask_token_id
+    read, draft = trace.canvas_in[row, step], trace.draft[row, step]
+    conf = trace.confidence[row, step].astype(np.float64)
+    masked = np.flatnonzero(read == mask)
+    order = masked[np.lexsort((masked, -conf[masked]))]  # most confident first, then position
+    committed = draft[order] != mask
+    edited = int(((read != mask) & (draft != read)).sum())
+    still = int((draft == mask).sum())
+    settings = trace.settings_at(step)
+    threshold, editing = settings.get("threshold"), settings.get("editing_threshold")
+    sampler = settings.get("sampler", "scheduler")
+    rule = "committed this step" + (
+        f": above the threshold {threshold:g}, or the step's quota of the most confident"
+        if isinstance(threshold, int | float) else "")
+    fig = go.Figure()
+    for done in (True, False):  # one trace per colour: a legend entry each
+        state = NEW if done else MASKED
+        pick = np.flatnonzero(committed == done)
+        fig.add_trace(go.Bar(
+            x=pick, y=conf[order[pick]], name=rule if done else "left masked",
+            marker_color=palette.STATE_COLORS[state],
+            text=texts(trace, draft[order[pick]]), customdata=order[pick], textposition="none",
+            hovertemplate="rank %{x} · position %{customdata}<br>draft %{text}<br>"
+            "confidence %{y:.4f}<extra></extra>",
+        ))
+    if isinstance(threshold, int | float) and math.isfinite(threshold):
+        fig.add_hline(y=threshold, line=dict(color=_BOUND_COLOR, dash="dash", width=2),
+                      annotation_text=f"threshold {threshold:g}", annotation_position="top right",
+                      annotation_font=dict(color=_BOUND_COLOR))
+    note = (f"step {step} (canvas {int(trace.step_canvas[step])}, {BUDGET_LEFT}: "
+            f"{int(trace.step_remaining[step])}) · {sampler}: committed {int(committed.sum())} of "
+            f"{order.size} masked"
+            + (f" · edited {edited}" if isinstance(editing, int | float) and editing > 0 else "")
+            + f" · {still} still masked")
+    v.layout(fig, "Sampler explainer: masked-diffusion commits", note, bargap=0.05,
+             barmode="overlay")
+    fig.update_xaxes(title_text="positions masked before this step (rank, most confident first)",
+                     dtick=1 if order.size <= 20 else None)  # whole ranks
+    top = max([float(conf[order].max()) if order.size else 0.0]
+              + ([threshold] if isinstance(threshold, int | float) else []))
+    fig.update_yaxes(title_text="top-1 probability", range=[0, min(1.0, 1.1 * max(top, 1e-6))])
+    return size(fig, 2 * _PANEL_PX, legend=legend_entries(fig))
 
 
 def _zoom_ranks(crit: np.ndarray, bound: float) -> tuple[int, int]:
