@@ -285,9 +285,10 @@ class Schedule:
         ``model`` is a ``DiffusionGemmaForBlockDiffusion`` (diffusers schedules wrap it in a
         ``DiffusionGemmaPipeline`` with ``tokenizer`` as the processor) or a pipeline (its
         model and processor are used). ``max_new_tokens`` applies unless the schedule sets its
-        own length (``gen_length`` for diffusers).
+        own length (``gen_length`` for diffusers, and for a LLaDA2 pipeline).
         """
         from .recording import record
+        from .recording.llada2_loop import is_llada2_pipeline
 
         model, tokenizer = _unwrap(model, tokenizer)
         kw = dict(self.kwargs)
@@ -300,8 +301,9 @@ class Schedule:
             trace = record(pipe, None, prompt, seed=seed, top_k=top_k, routing=routing,
                            on_step=on_step, **kw)
         else:
-            if max_new_tokens is not None:
-                kw.setdefault("max_new_tokens", max_new_tokens)
+            if max_new_tokens is not None:  # LLaDA2's pipeline calls the length gen_length
+                length = "gen_length" if is_llada2_pipeline(model) else "max_new_tokens"
+                kw.setdefault(length, max_new_tokens)
             if self.kind == "sampler" and "max_denoising_steps" not in kw:
                 rate = getattr(self.sampler, "kwargs", {}).get("tokens_per_step")
                 if rate:

@@ -429,6 +429,10 @@ def test_sweep_of_pipeline_settings(pipe):
                num_inference_steps=2)
     np.testing.assert_array_equal(comparison["2 steps", 3].trace.output_ids,
                                   ref.sequences.numpy())
+    # sweep's max_new_tokens is the pipeline's gen_length
+    short = dgviz.sweep(pipe, None, CHAT, schedules={"2 steps": {"num_inference_steps": 2}},
+                        seeds=[3], max_new_tokens=8, progress=False)
+    assert short.traces[0].output_ids.shape[1] == 8
 
 
 @pytest.mark.browser
