@@ -227,6 +227,20 @@ def test_sampler_explainer_figure(trace):
         plots.sampler_explainer(trace, 24)
 
 
+def test_sampler_explainer_zooms_on_a_log_axis_when_entropies_are_tiny(trace):
+    """A sure model's entropies near the cut can be a few thousandths of a nat: on the zoom's
+    linear 0..3x bound axis they would not show."""
+    sure = dataclasses.replace(trace, entropy=(trace.entropy * 1e-3).astype(trace.entropy.dtype))
+    fig = plots.sampler_explainer(sure, 9)
+    axis = fig.layout.yaxis2
+    assert axis.type == "log"
+    low, high = axis.range
+    shown = np.sort(sure.entropy[0, 9])
+    assert 10**low <= shown[shown > 0].min()  # every bar of the window shows
+    assert 10**high == pytest.approx(0.3)  # and the bound, with room for the criterion
+    assert "log scale" in str([a.text for a in fig.layout.annotations])
+
+
 # ------------------------------------------------------------------ routing
 def test_expert_weights_figure(trace):
     step, layer = 5, 1

@@ -41,12 +41,21 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     sorted_ent = np.asarray(ex["sorted_entropy"], dtype=np.float64)
     bound = float(ex["bound"])
     zoom_top = 3 * bound if math.isfinite(bound) else None
+    zoom_log = None  # (low, high) of a log axis when the zoom's bars are tiny beside the bound
+    if zoom_top:
+        first, last = _zoom_ranks(crit, bound)
+        shown = sorted_ent[first : last + 1]
+        shown = shown[shown > 0]
+        if shown.size and shown.max() < bound / 5:  # a sure model: many tiny entropies
+            zoom_log = (math.log10(shown.min() / 2), math.log10(zoom_top))
     fig = make_subplots(
         rows=2, cols=1, row_heights=[0.5, 0.5],
         vertical_spacing=_GAP_PX / (2 * _PANEL_PX + _GAP_PX),
         subplot_titles=(
             _ALL,
-            f"zoom on the decision: entropies up to {zoom_top:g} nats, ranks around the cut"
+            (f"zoom on the decision: ranks around the cut, log scale up to {zoom_top:g} nats"
+             if zoom_log else
+             f"zoom on the decision: entropies up to {zoom_top:g} nats, ranks around the cut")
             if zoom_top else "",
         ),
     )
@@ -79,9 +88,11 @@ def sampler_explainer(trace: Trace, step: int | None = None, row: int = 0) -> go
     fig.update_layout(margin=dict(t=110), title_pad_b=40)  # room for the top panel's caption
     fig.update_xaxes(title_text="positions sorted by entropy (rank, lowest first)", row=2, col=1)
     fig.update_yaxes(title_text="nats", range=[0, 1.1 * max(ymax, 1e-6)], row=1, col=1)
-    if zoom_top:
-        first, last = _zoom_ranks(crit, bound)
+    if zoom_log:
+        fig.update_yaxes(title_text="nats (log)", type="log", range=list(zoom_log), row=2, col=1)
+    elif zoom_top:
         fig.update_yaxes(title_text="nats", range=[0, zoom_top], row=2, col=1)
+    if zoom_top:
         fig.update_xaxes(range=[first - 0.5, last + 0.5], row=2, col=1)
     for a in fig.layout.annotations:
         if a.text == _ALL or str(a.text).startswith("zoom on"):
