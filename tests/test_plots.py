@@ -227,6 +227,18 @@ def test_sampler_explainer_figure(trace):
         plots.sampler_explainer(trace, 24)
 
 
+def test_lock_in_map_outlines_highlighted_positions(trace):
+    fig = plots.lock_in_map(trace, canvas=0, highlight=[5, 2, 5])
+    outlines = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(s.y0, s.y1) for s in outlines] == [(1.5, 2.5), (4.5, 5.5)]  # sorted, once each
+    steps = trace.canvas_steps(0)
+    assert all((s.x0, s.x1) == (steps[0] - 0.5, steps[-1] + 0.5) for s in outlines)
+    assert any(t.name == "highlighted: positions 2, 5" for t in fig.data)
+    assert not [s for s in plots.lock_in_map(trace).layout.shapes if s.type == "rect"]
+    with pytest.raises(ValueError, match="highlight"):
+        plots.lock_in_map(trace, highlight=[trace.canvas_length])
+
+
 def test_sampler_explainer_zooms_on_a_log_axis_when_entropies_are_tiny(trace):
     """A sure model's entropies near the cut can be a few thousandths of a nat: on the zoom's
     linear 0..3x bound axis they would not show."""

@@ -3,6 +3,8 @@ convergence curve, accepted per step."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import plotly.graph_objects as go
 
@@ -96,7 +98,8 @@ def entropy_heatmap(
 
 # ============================================================================ lock-in map
 def lock_in_map(
-    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int | None = None
+    trace: Trace, row: int = 0, canvas: int | None = None, max_cells: int | None = None,
+    highlight: Iterable[int] | None = None,
 ) -> go.Figure:
     """Each position's state at each step, in the widget's four colours; lock-in and flips marked.
 
@@ -105,10 +108,14 @@ def lock_in_map(
     green "final" region of a position starts at its lock-in step (`Trace.lock_in`: the draft
     holds its final token from there on, accepted or not), marked with a bar; ``×`` marks a step
     where the draft changed (a flip; `Trace.flips` counts them). Positions final from their
-    canvas's first step get no bar.
+    canvas's first step get no bar. ``highlight``: canvas positions to outline (e.g. the wrong
+    cells of an answer: "final" means the token it ends with, right or wrong).
     """
     v = view(trace, row, canvas)
     steps, length = v.steps, trace.canvas_length
+    marked = sorted({int(p) for p in highlight}) if highlight is not None else []
+    if any(not 0 <= p < length for p in marked):
+        raise ValueError(f"highlight: positions must be in 0..{length - 1}, got {marked}.")
     th = thin(steps.size, length, max_cells)
     fig = go.Figure(_state_heatmap(v, th))
     fig.add_trace(_lock_in_marks(v))
@@ -125,6 +132,15 @@ def lock_in_map(
         )
     elif n_flips > setting("MAX_MARKERS"):
         note = (note + " · " if note else "") + f"{n_flips:,} flips: counts in hover only"
+    for p in marked:  # an outline along the position's row, over every step shown
+        fig.add_shape(type="rect", x0=steps[0] - 0.5, x1=steps[-1] + 0.5, y0=p - 0.5, y1=p + 0.5,
+                      line=dict(color=INK, width=2))
+    if marked:
+        fig.add_trace(go.Scatter(
+            x=[None], y=[None], mode="markers", marker=dict(symbol="square-open", size=12,
+                                                            color=INK),
+            name="highlighted: position" + ("s " if len(marked) > 1 else " ")
+            + ", ".join(map(str, marked[:12])) + (" …" if len(marked) > 12 else "")))
     v.layout(fig, "Lock-in map: state of every position at every step", note)
     fig.update_yaxes(title_text="position in canvas", autorange="reversed", showgrid=False)
     timeline(fig, trace, steps)
