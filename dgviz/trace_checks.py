@@ -186,7 +186,7 @@ def _finite_or_nan(name: str, values: np.ndarray) -> None:
         raise TraceFormatError(f"Trace.{name} holds an infinite value.")
 
 
-def check_meta(meta: Any, batch_size: int, num_steps: int | None = None) -> None:
+def check_meta(meta: Any, batch_size: int, num_steps: int) -> None:
     """The metadata's structure: the keys every view reads have the types views expect."""
     if not isinstance(meta, Mapping):
         raise TraceFormatError(f"Trace.meta must be a dict, got {type(meta).__name__}.")
@@ -225,7 +225,7 @@ def check_meta(meta: Any, batch_size: int, num_steps: int | None = None) -> None
             not isinstance(per_step, list)
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
                        for n in per_step)
-            or (num_steps is not None and len(per_step) != num_steps)):
+            or len(per_step) != num_steps):
         raise TraceFormatError("Trace.meta['settings']['step_passes'] must be a list of "
                                "non-negative integers, one per step.")
 

@@ -119,12 +119,16 @@ def _entropy_bars(trace: Trace, row: int, step: int, ex: dict) -> go.Bar:
     )
 
 
+def _where(trace: Trace, step: int) -> str:
+    """The step's place in the run, as both explainers' notes start."""
+    return (f"step {step} (canvas {int(trace.step_canvas[step])}, "
+            f"{BUDGET_LEFT}: {int(trace.step_remaining[step])})")
+
+
 def _note(trace: Trace, row: int, step: int, acc: np.ndarray) -> str:
     temp = float(trace.temperature[step])
     note = (
-        f"step {step} (canvas {int(trace.step_canvas[step])}, "
-        f"{BUDGET_LEFT}: {int(trace.step_remaining[step])}) · accepted {int(acc.sum())} of "
-        f"{acc.size}"
+        f"{_where(trace, step)} · accepted {int(acc.sum())} of {acc.size}"
         + (f" · temperature {temp:.2f}" if math.isfinite(temp) else "")
         + ("" if trace.active[row, step] else " · row had stopped")
     )
@@ -148,10 +152,12 @@ def _masked_explainer(trace: Trace, v, step: int, row: int) -> go.Figure:
     still = int((draft == mask).sum())
     settings = trace.settings_at(step)
     threshold, editing = settings.get("threshold"), settings.get("editing_threshold")
+    if not (isinstance(threshold, int | float) and math.isfinite(threshold)):
+        threshold = None
     sampler = settings.get("sampler", "scheduler")
     rule = "committed this step" + (
         f": above the threshold {threshold:g}, or the step's quota of the most confident"
-        if isinstance(threshold, int | float) else "")
+        if threshold is not None else "")
     fig = go.Figure()
     for done in (True, False):  # one trace per colour: a legend entry each
         state = NEW if done else MASKED
@@ -163,12 +169,11 @@ def _masked_explainer(trace: Trace, v, step: int, row: int) -> go.Figure:
             hovertemplate="rank %{x} · position %{customdata}<br>draft %{text}<br>"
             "confidence %{y:.4f}<extra></extra>",
         ))
-    if isinstance(threshold, int | float) and math.isfinite(threshold):
+    if threshold is not None:
         fig.add_hline(y=threshold, line=dict(color=_BOUND_COLOR, dash="dash", width=2),
                       annotation_text=f"threshold {threshold:g}", annotation_position="top right",
                       annotation_font=dict(color=_BOUND_COLOR))
-    note = (f"step {step} (canvas {int(trace.step_canvas[step])}, {BUDGET_LEFT}: "
-            f"{int(trace.step_remaining[step])}) · {sampler}: committed {int(committed.sum())} of "
+    note = (f"{_where(trace, step)} · {sampler}: committed {int(committed.sum())} of "
             f"{order.size} masked"
             + (f" · edited {edited}" if isinstance(editing, int | float) and editing > 0 else "")
             + f" · {still} still masked")
@@ -177,7 +182,7 @@ def _masked_explainer(trace: Trace, v, step: int, row: int) -> go.Figure:
     fig.update_xaxes(title_text="positions masked before this step (rank, most confident first)",
                      dtick=1 if order.size <= 20 else None)  # whole ranks
     top = max([float(conf[order].max()) if order.size else 0.0]
-              + ([threshold] if isinstance(threshold, int | float) else []))
+              + ([threshold] if threshold is not None else []))
     fig.update_yaxes(title_text="top-1 probability", range=[0, min(1.0, 1.1 * max(top, 1e-6))])
     return size(fig, 2 * _PANEL_PX, legend=legend_entries(fig))
 

@@ -92,8 +92,7 @@ class _PipelineRecorder(Collector):
                          vocab_size=vocab_size(model))
         self.pipe = pipe
         self.model = model
-        self.forward_passes = 0
-        self.step_passes: list[int] = []  # per step: 1 + its corrector sweeps
+        self.step_passes: list[int] = []  # decoder passes per step: 1 + its corrector sweeps
         self.canvas_budget = 0  # predictor steps per canvas
         self._step_start = time.perf_counter()
         # the predictor's router calls are the last ones before scheduler.step
@@ -128,7 +127,6 @@ class _PipelineRecorder(Collector):
                 self.flush_encoder()
                 self.canvas += 1
                 self.canvas_budget = self.pipe.scheduler.num_inference_steps
-            self.forward_passes += 1
             self.step_passes.append(1)
             out = original(model_output, timestep, sample, **kwargs)
             accepted = _committed_mask(out, self.pipe.scheduler)
@@ -152,7 +150,6 @@ class _PipelineRecorder(Collector):
     def _wrap_correct(self, original):
         @functools.wraps(original)
         def step_correct(*args, **kwargs):
-            self.forward_passes += 1
             if self.step_passes:  # a sweep over the step just taken
                 self.step_passes[-1] += 1
             return original(*args, **kwargs)
@@ -195,7 +192,8 @@ class _PipelineRecorder(Collector):
         generated = output_ids.shape[1]
         if eos is not None and output_ids.size and (output_ids[0] == eos).any():
             generated = int(np.flatnonzero(output_ids[0] == eos)[0]) + 1
-        tpf = np.array([generated / self.forward_passes if self.forward_passes else math.nan])
+        passes = sum(self.step_passes)
+        tpf = np.array([generated / passes if passes else math.nan])
         scheduler = self.pipe.scheduler
         settings = {
             "seed": seed,
@@ -207,7 +205,7 @@ class _PipelineRecorder(Collector):
             **{k: v for k, v in call_kwargs.items()
                if k in ("gen_length", "num_inference_steps", "temperature", "stability_threshold",
                         "confidence_threshold", "eos_token_id")},
-            "forward_passes": self.forward_passes,
+            "forward_passes": passes,
             "step_passes": self.step_passes[: len(self.step_meta)],
         }
         if "entropy_bound" in scheduler.config:

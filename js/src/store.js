@@ -104,8 +104,7 @@ export class RunStore {
     const run = this.run;
     if (!run || !run.steps) return null;
     if (!this.infoCache || this.infoCache.run !== run) {
-      // `passes` (per step) since corrector sweeps were counted; `active` in older payloads
-      this.infoCache = { run, info: stepsInfo(run.a.passes || run.a.active, run.steps) };
+      this.infoCache = { run, info: stepsInfo(run.a.passes, run.steps) };
     }
     return this.infoCache.info;
   }
