@@ -51,8 +51,9 @@ TEXT = dict(vocab_size=262144, hidden_size=2816, intermediate_size=2112, num_att
             top_k_experts=8, moe_intermediate_size=704, sliding_window=1024,
             max_position_embeddings=262144, pad_token_id=0, eos_token_id=1, bos_token_id=2)
 # random weights make the adaptive stop fire after a step or two: off, so that every canvas has
-# --steps steps (the runs had 48)
-NO_STOP = {"stability_threshold": 1_000_000}
+# --steps steps (the runs had 48). Not with a huge stability_threshold: transformers keeps
+# and rolls a [threshold, batch, canvas] history every step (2 GB at 1,000,000 x 256)
+NO_STOP = {"stability_threshold": None, "confidence_threshold": None}
 ROUTING = ("expert_ids", "expert_weights", "router_entropy")
 ENCODER = ("encoder_expert_ids", "encoder_expert_weights", "encoder_router_entropy")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}

@@ -11,6 +11,10 @@ Ratios are also given as min/min (the least disturbed run of each kind) and as t
 of process CPU time (`time.process_time`: the time this process ran, not the time it waited for a
 core another job held), both robust to a busy machine.
 
+It also counts, with torch's profiler, the aten operations recording adds per step and the host
+syncs (`.item()`) it adds per run: on a GPU each operation is a kernel launch from Python and each
+sync a wait for the device, so these counts carry over to a GPU where the CPU timings do not.
+
     python benchmarks/record_overhead.py [--repeats 9] [--threads 1] [--cases tiny256,tiny4096,demo]
 """
 
@@ -45,7 +49,7 @@ def main() -> None:
           f"{args.threads} thread(s), {args.repeats} interleaved pairs")
     print(f"{'model':>10} {'vocab':>6} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} "
           f"{'min/min':>8} {'CPU ratio':>10} {'steps':>6} {'array B/step':>13} "
-          f"{'file B/step':>12}")
+          f"{'file B/step':>12} {'ops/step':>9} {'syncs':>6}")
     wanted = args.cases.split(",")
     cases = [(f"tiny {v}", lambda v=v: tiny_model(vocab_size=v, canvas_length=256, hidden_size=64),
               torch.tensor([[4, 5, 6, 7, 8, 9, 10, 11]]), gen) for v in (256, 4096)
@@ -79,7 +83,25 @@ def main() -> None:
               f"{statistics.median(recorded_times):>11.3f} {statistics.median(ratios):>13.3f} "
               f"{min(recorded_times) / min(plain_times):>8.3f} "
               f"{statistics.median(cpu_ratios):>10.3f} {trace.num_steps:>6} "
-              f"{per_step / trace.num_steps:>13.0f} {size / trace.num_steps:>12.0f}")
+              f"{per_step / trace.num_steps:>13.0f} {size / trace.num_steps:>12.0f} "
+              f"{_added_ops(model, tok, ids, gen, trace.num_steps)}")
+
+
+def _added_ops(model, tok, ids, gen, steps: int) -> str:
+    """Aten operations recording adds per step, and host syncs it adds per run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def count(run):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        events = prof.key_averages()
+        return (sum(e.count for e in events),
+                sum(e.count for e in events if e.key == "aten::_local_scalar_dense"))
+
+    torch.manual_seed(0)
+    plain = count(lambda: model.generate(ids, **gen))
+    recorded = count(lambda: dgviz.record(model, tok, ids, seed=0, **gen))
+    return f"{(recorded[0] - plain[0]) / steps:>9.1f} {recorded[1] - plain[1]:>6}"
 
 
 def _demo_prompt() -> torch.Tensor:

@@ -148,15 +148,23 @@ def _check_steps(step_canvas: np.ndarray) -> None:
 
 def _check_ids(t: Any, vocab_size: int | None) -> None:
     known = np.fromiter(t.token_text, np.int64, len(t.token_text)) if t.token_text else None
+    has_text = None  # with a vocabulary: a table of the ids with text (a lookup, not a sort)
+    if known is not None and vocab_size is not None:
+        has_text = np.zeros(vocab_size, bool)
+        has_text[known[(known >= 0) & (known < vocab_size)]] = True
     for name in ("canvas_in", "sampled", "draft", "topk_ids", "prompt_ids", "output_ids"):
         values = getattr(t, name)
         _ids_in(name, values, vocab_size, "tokens in the vocabulary")
-        if known is not None and values.size:
+        if known is None or not values.size:
+            continue
+        if has_text is not None:
+            missing = np.unique(values[~has_text[values]])
+        else:
             missing = np.setdiff1d(np.unique(values), known)
-            if missing.size:
-                raise TraceFormatError(
-                    f"Trace.{name} holds token id {int(missing[0])}, which has no entry in "
-                    f"token_text ({missing.size} such id(s)): the trace is damaged.")
+        if missing.size:
+            raise TraceFormatError(
+                f"Trace.{name} holds token id {int(missing[0])}, which has no entry in "
+                f"token_text ({missing.size} such id(s)): the trace is damaged.")
 
 
 def _ids_in(name: str, values: np.ndarray, limit: int | None, what: str) -> None:

@@ -158,25 +158,45 @@ def test_step_reductions_match_a_float64_reference(dtype, masked):
         assert got["confidence"][1, 7] == 1
 
 
-def test_router_entropy_taken_at_the_step_end_equals_per_layer():
-    """Decoder router hooks keep the probabilities and the entropy of all layers is taken at
-    once; it equals each layer's own."""
-    from dgviz.recording.collector import _route_hook, _router_entropy, _stack_routes
+def test_routing_kept_on_the_device_comes_back_in_place():
+    """Decoder router hooks keep the probabilities; a step takes the entropy of all its layers
+    at once, and the steps waiting on the device are stacked into ``[B, S, N, L, k]`` when
+    copied to the host. Every value must land where the per-layer, per-step one belongs."""
+    from dgviz.recording.collector import Collector, _route_hook, _router_entropy
+    from dgviz.testing import tiny_tokenizer
 
     gen = torch.Generator().manual_seed(1)
-    sink: list = []
-    hook = _route_hook(sink, defer=True)
-    layers = []
-    for _ in range(3):
-        probs = torch.softmax(torch.randn(10, 8, generator=gen) * 3, -1)
-        probs[0, :2] = 0.0  # experts with probability 0 add nothing
-        weights, index = probs.topk(2, -1)
-        hook(None, None, (probs, weights, index))
-        layers.append(_router_entropy(probs))
-    ids, weights, entropy = _stack_routes(sink, torch.device("cpu"))
-    assert ids.shape == (3, 10, 2)
-    torch.testing.assert_close(entropy, torch.stack(layers))
-    assert torch.isfinite(entropy).all()
+    batch, length, layers, steps = 2, 5, 3, 4
+    collector = Collector(tiny_tokenizer(60), top_k=2, routing=True, on_step=None,
+                          canvas_length=length, vocab_size=60)
+    hook = _route_hook(collector.decoder_routes, defer=True)
+    want_ids, want_weights, want_entropy = [], [], []
+    for _ in range(steps):
+        per_layer = []
+        for _ in range(layers):
+            probs = torch.softmax(torch.randn(batch * length, 8, generator=gen) * 3, -1)
+            probs[0, :2] = 0.0  # experts with probability 0 add nothing
+            weights, index = probs.topk(2, -1)
+            hook(None, None, (probs, weights, index))
+            per_layer.append((index, weights, _router_entropy(probs)))
+        want_ids.append(torch.stack([p[0] for p in per_layer]).view(layers, batch, length, 2))
+        want_weights.append(torch.stack([p[1] for p in per_layer]).view(layers, batch, length, 2))
+        want_entropy.append(torch.stack([p[2] for p in per_layer]).view(layers, batch, length))
+        canvas = torch.randint(0, 50, (batch, length), generator=gen)
+        collector.pending.update(canvas_in=canvas, sampled=canvas, draft=canvas,
+                                 accepted=canvas > 25, active=torch.ones(batch, dtype=torch.bool),
+                                 stop=torch.zeros(batch, dtype=torch.bool))
+        collector.reduce_logits(torch.randn(batch, length, 50, generator=gen))
+        collector.flush_step(0, 1.0, 0.0)
+    ids = collector.stack("expert_ids", np.int64)
+    assert ids.shape == (batch, steps, layers, length, 2)
+    np.testing.assert_array_equal(ids, torch.stack(want_ids, 1).transpose(0, 2).numpy())
+    np.testing.assert_allclose(collector.stack("expert_weights", np.float32),
+                               torch.stack(want_weights, 1).transpose(0, 2).numpy(), atol=1e-3)
+    entropy = collector.stack("router_entropy", np.float32)
+    np.testing.assert_allclose(entropy, torch.stack(want_entropy, 1).transpose(0, 2).numpy(),
+                               atol=2e-3)
+    assert np.isfinite(entropy).all()
 
 
 def test_token_text_from_the_kept_table_equals_decoding_each_id():
@@ -202,13 +222,34 @@ def test_token_text_from_the_kept_table_equals_decoding_each_id():
 
 @pytest.mark.parametrize("vocab", [64, 97, 200, 256, 319, 4096])
 def test_topk_equals_torch_topk_for_any_vocabulary(vocab):
-    """The padded CPU top-k (a speed work-around) returns what torch's own does."""
-    from dgviz.recording.collector import _topk
+    """The padded CPU top-k (a speed work-around, its buffer kept between steps) returns what
+    torch's own does on the clamped log-probabilities it is given."""
+    from dgviz.recording.collector import _LOWEST, Collector
 
     gen = torch.Generator().manual_seed(vocab)
-    logits = torch.randn(2, 16, vocab, generator=gen)
-    logits[0, 0, : vocab - 3] = -torch.inf  # a row with fewer finite logits than k
-    got, want = _topk(logits, 5), logits.topk(5, dim=-1)
-    torch.testing.assert_close(got[0], want[0])
-    assert torch.equal(got[1][1], want[1][1])  # rows without ties: the same ids
-    assert (got[1] < vocab).all()
+    collector = Collector(None, top_k=5, routing=False, on_step=None, canvas_length=16)
+    for _ in range(2):
+        logits = torch.randn(2, 16, vocab, generator=gen)
+        logits[0, 0, : vocab - 3] = -torch.inf  # a row with fewer finite logits than k
+        lp = torch.log_softmax(logits, -1).clamp(min=_LOWEST)
+        got, want = collector._topk(lp, 5), lp.topk(5, dim=-1)
+        torch.testing.assert_close(got[0], want[0])
+        assert torch.equal(got[1][1], want[1][1])  # rows without ties: the same ids
+        assert (got[1] < vocab).all()
+
+
+def test_one_transfer_brings_every_dtype_back_exactly():
+    """A batch of steps leaves a GPU as one buffer of bytes; every array must come back with its
+    dtype, shape and values (odd sizes: each piece must stay aligned)."""
+    from dgviz.recording.collector import _TORCH_DTYPES, _through_one_buffer
+
+    gen = torch.Generator().manual_seed(3)
+    tensors = {name: (torch.randn(3, 7, 5, generator=gen) * 1000).to(dtype)
+                     .transpose(0, 1)  # not contiguous, like the stacked steps
+               for name, dtype in _TORCH_DTYPES.items()}
+    got = _through_one_buffer(tensors)
+    assert got.keys() == tensors.keys()
+    for name, t in tensors.items():
+        assert got[name].dtype == t.numpy().dtype
+        assert got[name].shape == tuple(t.shape)
+        np.testing.assert_array_equal(got[name], t.numpy())

@@ -231,6 +231,25 @@ def test_on_step_streams_every_step(tiny):
     assert set(np.unique(trace.canvas_in).tolist()) <= set(seen)
 
 
+def test_steps_copied_in_batches_equal_steps_copied_one_by_one(tiny):
+    """Unwatched, steps wait on the model's device and are copied to the host in batches; a
+    watched run (on_step) copies every step. Over more steps than one batch, with a batch of
+    two rows, both must give the same trace."""
+    from dgviz.recording.collector import _STEPS_PER_COPY
+
+    model, tok = tiny
+    kwargs = {"seed": 5, "max_new_tokens": 32, "max_denoising_steps": 20,  # no early stop:
+              "stability_threshold": None, "confidence_threshold": None}  # 20 steps a canvas
+    prompts = ["the cat", "a dog ran"]
+    batched = dgviz.record(model, tok, prompts, **kwargs)
+    watched = dgviz.record(model, tok, prompts, on_step=lambda event: None, **kwargs)
+    assert batched.num_steps > _STEPS_PER_COPY
+    for name, value in vars(batched).items():
+        if isinstance(value, np.ndarray) and name != "step_seconds":
+            np.testing.assert_array_equal(value, getattr(watched, name), err_msg=name)
+    assert batched.token_text == watched.token_text
+
+
 def test_interrupt_returns_partial_trace_and_cleans_up(tiny):
     model, tok = tiny
 

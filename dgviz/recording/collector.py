@@ -1,5 +1,6 @@
-"""The step collector: one run's per-step arrays, reduced on the device, copied to the host once
-per step, and built into a `Trace`. Shared by both recording loops."""
+"""The step collector: one run's per-step arrays, reduced on the device, kept there in the
+trace's dtypes and copied to the host a batch of steps at a time (every step when someone watches
+the run), and built into a `Trace`. Shared by every recording loop."""
 
 from __future__ import annotations
 
@@ -48,8 +49,13 @@ class Collector:
     """Collects the steps of one run and builds the Trace; shared by every recording path.
 
     A recording path sets ``prompt_ids``, fills ``pending`` with the step's device tensors,
-    lets the router hooks fill their sinks, and calls `flush_step` once per step.
+    lets the router hooks fill their sinks, and calls `flush_step` once per step; the steps reach
+    the host in batches (`_to_buffers`), and `stack` / `build` read them from there.
     """
+
+    # pending tensors the loop makes anew at every step (never changes afterwards): kept as they
+    # are until a batch of steps is copied to the host; the others are copied at the step's end
+    fresh_inputs: frozenset[str] = frozenset()
 
     def __init__(self, tokenizer, *, top_k: int, routing: bool, on_step, canvas_length: int,
                  vocab_size: int | None = None):
@@ -62,13 +68,18 @@ class Collector:
         self.seed: int | None = None  # set by the loop; applied inside the model's lock
         self.canvas = -1
         self.num_steps = 0
-        # per-step arrays, [B, capacity, ...], grown by doubling: a snapshot is a view, not a
-        # stack of every step so far
+        # steps flushed but still on the model's device, unread (no host sync): the host work is
+        # done for a batch of steps at once, or every step when on_step watches
+        self._on_device: list[dict[str, torch.Tensor]] = []
+        # per-step arrays on the host, [B, capacity, ...], grown by doubling: a snapshot is a
+        # view, not a stack of every step so far
         self._buffers: dict[str, np.ndarray] = {}
+        self._on_host = 0  # steps in the buffers
+        self._padded: torch.Tensor | None = None  # _topk's buffer
         self.step_meta: list[tuple[int, int, float, float]] = []  # canvas, remaining, temp, seconds
         self.encoder_routing: list[dict[str, np.ndarray]] = []
         self.pending: dict[str, torch.Tensor] = {}
-        self.decoder_routes: list[tuple] = []
+        self.decoder_routes: list[tuple] = []  # (ids, weights, probabilities) per router call
         self.encoder_routes: list[tuple] = []
         self.num_encoder_routers = 0
         self._token_text: dict[int, str] = {}  # every id decoded so far
@@ -120,61 +131,107 @@ class Collector:
     def reduce_logits(self, logits: torch.Tensor) -> None:
         """Confidence, entropy and top-k of one step's distribution, on the model's device.
 
-        Top-k runs on the logits (the same order as the probabilities). The rest comes from one
-        exp pass over the logits shifted by their maximum ``m`` (two temporaries the size of the
-        logits, no softmax, no log per token): with ``s = l - m`` and ``z = sum(exp(s))``,
-        ``p_top = exp(s_top) / z`` and ``entropy = log z - sum(exp(s) * s) / z``.
+        All from the log-probabilities ``lp`` (one fused log_softmax, float32 for any model
+        dtype): the entropy ``-sum(exp(lp) * lp)`` as transformers' sampler takes it, top-k on
+        ``lp`` (the logits' order) and ``p_top = exp(lp_top)``. Masked (-inf) logits are clamped
+        to the lowest float first (``0 * -inf`` would be NaN): no check, no host sync.
         """
-        top_logits, top_i = _topk(logits, min(self.top_k, logits.shape[-1]))
-        top_logits = top_logits.float()
-        shifted = logits - top_logits[..., :1]  # float32 for any model dtype; max 0
-        on_cpu = shifted.device.type == "cpu"
-        if not on_cpu:  # masked (-inf) logits: 0 * -inf would be NaN (a check would sync)
-            shifted.clamp_(min=_LOWEST)
-        entropy, z = _entropy(shifted)
-        if on_cpu and bool(entropy.isnan().any()):  # masked logits: clamp only when there are
-            entropy, z = _entropy(shifted.clamp_(min=_LOWEST))
-        top_p = (top_logits - top_logits[..., :1]).exp() / z[..., None]
+        lp = torch.log_softmax(logits, -1, dtype=torch.float32).clamp_(min=_LOWEST)
+        entropy = torch.linalg.vecdot(lp.exp(), lp).neg_()
+        top_lp, top_i = self._topk(lp, min(self.top_k, logits.shape[-1]))
+        top_p = top_lp.exp()
         self.pending.update(confidence=top_p[..., 0], entropy=entropy, topk_ids=top_i,
                             topk_probs=top_p)
 
+    def _topk(self, lp: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``lp.topk(k)``. torch's CPU kernel is several times slower on rows of about 130 to
+        64·k entries than on rows of 64·k (measured: top-5 of 256 rows of 256 logits 0.40 ms,
+        of 320 logits 0.13 ms), so such rows are copied into a buffer padded with -inf (below
+        every clamped ``lp``: a pad never ranks), kept for the run."""
+        length = lp.shape[-1]
+        if lp.device.type != "cpu" or not 128 < length < 64 * k:
+            return lp.topk(k, dim=-1)
+        shape = (*lp.shape[:-1], 64 * k)
+        if self._padded is None or self._padded.shape != shape:
+            self._padded = torch.full(shape, -math.inf)
+        self._padded[..., :length] = lp
+        return self._padded.topk(k, dim=-1)
+
     def flush_step(self, remaining: int, temperature: float, start: float,
                    layers: int | None = None) -> None:
-        """Copy the pending step to the host (one transfer) and hand it to ``on_step``.
+        """End the pending step: keep its tensors where they are and, when ``on_step`` watches
+        or enough steps wait, copy the waiting steps to the host and hand this one to
+        ``on_step``. Pending tensors not in ``fresh_inputs`` are copied first (a loop may change
+        them in place later).
 
         ``layers``: keep only the last ``layers`` decoder router calls (extra decoder passes,
         like diffusers' corrector sweeps, also fire the hooks).
         """
         pending, self.pending = self.pending, {}
-        batch, length = pending["canvas_in"].shape
+        for name in pending.keys() - self.fresh_inputs - _REDUCED:
+            pending[name] = pending[name].clone()
         routes = self.decoder_routes[-layers:] if layers else self.decoder_routes[:]
         self.decoder_routes.clear()  # the hooks hold this list: empty it in place
-        if routes:
-            n, k = len(routes), routes[0][0].shape[-1]
-            # [N, B*L, k] -> [B, N, L, k]
-            ids, weights, entropy = _stack_routes(routes, pending["canvas_in"].device)
-            pending["expert_ids"] = ids.view(n, batch, length, k).transpose(0, 1)
-            pending["expert_weights"] = weights.view(n, batch, length, k).transpose(0, 1)
-            pending["router_entropy"] = entropy.view(n, batch, length).transpose(0, 1)
-        # on the CPU, views of generate's tensors: _append copies them into the step buffers
-        host = self._append(_to_host(pending, copy=False))
+        if routes:  # ids and weights stacked with the other steps'; the probabilities reduced now
+            pending["routes"] = [r[:2] for r in routes]
+            pending["router_entropy"] = _router_entropy(torch.stack(
+                [_on(r[2], pending["canvas_in"].device) for r in routes]))
+        self._on_device.append(pending)
+        self.num_steps += 1
         seconds = time.perf_counter() - start
         self.step_meta.append((self.canvas, remaining, temperature, seconds))
-        new_text = self._decode_new(*(host[k] for k in _ID_ARRAYS if k in host))
-        if self.on_step is not None:
-            self.on_step(
-                StepEvent(
-                    step=self.num_steps - 1,
-                    canvas=self.canvas,
-                    remaining=remaining,
-                    temperature=temperature,
-                    seconds=seconds,
-                    arrays=host,
-                    new_token_text=new_text,
-                    settings=self.settings(),
-                    snapshot=self.snapshot,
-                )
+        if self.on_step is None:
+            if len(self._on_device) >= _STEPS_PER_COPY:
+                self._to_buffers()
+            return
+        new_text = self._to_buffers()
+        self.on_step(
+            StepEvent(
+                step=self.num_steps - 1,
+                canvas=self.canvas,
+                remaining=remaining,
+                temperature=temperature,
+                seconds=seconds,
+                arrays={name: buf[:, self.num_steps - 1] for name, buf in self._buffers.items()},
+                new_token_text=new_text,
+                settings=self.settings(),
+                snapshot=self.snapshot,
             )
+        )
+
+    def _to_buffers(self) -> dict[int, str]:
+        """Copy the steps waiting on the device into the step buffers (one transfer) and decode
+        the ids they show for the first time; returns those ids' text."""
+        steps, self._on_device = self._on_device, []
+        if not steps:
+            return {}
+        device = steps[0]["canvas_in"].device
+        batch, length = steps[0]["canvas_in"].shape
+        stacked = {name: torch.stack([s[name] for s in steps], dim=1).to(_TORCH_DTYPES[name])
+                   for name in steps[0] if name not in ("routes", "router_entropy")}
+        if "routes" in steps[0]:  # [S*N, B*L, k] -> [B, S, N, L, k]
+            shape = (len(steps), len(steps[0]["routes"]), batch, length)
+            for i, name in enumerate(("expert_ids", "expert_weights")):
+                flat = torch.stack([_on(r[i], device) for s in steps for r in s["routes"]])
+                stacked[name] = (flat.view(*shape, -1).permute(2, 0, 1, 3, 4)
+                                 .to(_TORCH_DTYPES[name]))
+            entropy = torch.stack([s["router_entropy"] for s in steps])  # [S, N, B*L]
+            stacked["router_entropy"] = (entropy.view(shape).permute(2, 0, 1, 3)
+                                         .to(_TORCH_DTYPES["router_entropy"]))
+        host = _to_host(stacked)  # on the CPU views of ``stacked``: copied below
+        n, count = self._on_host, len(steps)
+        for name, value in host.items():
+            buf = self._buffers.get(name)
+            if buf is None or buf.shape[1] < n + count:
+                grown = np.zeros((value.shape[0], max(16, 2 * (n + count)), *value.shape[2:]),
+                                 _STEP_DTYPES[name])
+                if buf is not None:
+                    grown[:, :n] = buf[:, :n]
+                buf = self._buffers[name] = grown
+            buf[:, n : n + count] = value
+        self._on_host = n + count
+        return self._decode_new(*(self._buffers[k][:, n : n + count] for k in _ID_ARRAYS
+                                  if k in self._buffers))
 
     def settings(self) -> dict[str, Any]:
         """The run's settings as known so far (recording paths add what they know)."""
@@ -192,30 +249,13 @@ class Collector:
         batch = self.prompt_ids.shape[0] if self.prompt_ids is not None else 1
         tokens = routes[0][0].shape[0] // batch
         ids, weights, entropy = _stack_routes(routes, routes[-1][0].device)
-        packed = {  # [N, B*T, k] -> [B, T, N, k]
+        packed = {  # [N, B*T, k] -> [B, T, N, k], in the trace's dtypes
             "encoder_expert_ids": ids.view(n, batch, tokens, k).permute(1, 2, 0, 3),
             "encoder_expert_weights": weights.view(n, batch, tokens, k).permute(1, 2, 0, 3),
             "encoder_router_entropy": entropy.view(n, batch, tokens).permute(1, 2, 0),
         }
-        self.encoder_routing.append(_to_host(packed))
-
-    def _append(self, host: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Write one step's arrays into the step buffers (doubling them when full); returns
-        views of the rows written (the Trace's dtypes; they never change afterwards)."""
-        n = self.num_steps
-        rows = {}
-        for name, value in host.items():
-            buf = self._buffers.get(name)
-            if buf is None or buf.shape[1] == n:
-                grown = np.zeros((value.shape[0], max(16, 2 * n), *value.shape[1:]),
-                                 _STEP_DTYPES.get(name, value.dtype))
-                if buf is not None:
-                    grown[:, :n] = buf[:, :n]
-                buf = self._buffers[name] = grown
-            buf[:, n] = value
-            rows[name] = buf[:, n]
-        self.num_steps = n + 1
-        return rows
+        self.encoder_routing.append(_to_host({
+            name: t.to(_ENCODER_DTYPES[name]) for name, t in packed.items()}))
 
     def _decode_new(self, *arrays: np.ndarray) -> dict[int, str]:
         """Decode the ids in ``arrays`` not decoded yet in this run; returns their text."""
@@ -244,8 +284,9 @@ class Collector:
     def stack(self, name: str, dtype, copy: bool = True) -> np.ndarray | None:
         """``name`` over all steps, ``[B, S, ...]``; None for routing arrays never recorded.
         With ``copy=False`` a view of the step buffer (valid until the next step)."""
+        self._to_buffers()
         if name in self._buffers:
-            view = self._buffers[name][:, : self.num_steps]
+            view = self._buffers[name][:, : self._on_host]
             return view.astype(dtype, copy=copy)
         if name not in _REQUIRED_SHAPES:
             return None
@@ -273,11 +314,8 @@ class Collector:
                   for name, dtype in _STEP_DTYPES.items()}
         arrays.update(overrides or {})
         if self.encoder_routing:
-            for name, dtype in (("encoder_expert_ids", np.int16),
-                                ("encoder_expert_weights", np.float16),
-                                ("encoder_router_entropy", np.float16)):
-                parts = [e[name] for e in self.encoder_routing]
-                arrays[name] = np.concatenate(parts, axis=1).astype(dtype)
+            for name in _ENCODER_DTYPES:
+                arrays[name] = np.concatenate([e[name] for e in self.encoder_routing], axis=1)
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
         # every step's ids are decoded as it is flushed; add the prompt's and the output's
         self._decode_new(prompt, np.asarray(output_ids))
@@ -311,6 +349,15 @@ _STEP_DTYPES = {
     "topk_probs": np.float16, "active": bool, "stop": bool, "expert_ids": np.int16,
     "expert_weights": np.float16, "router_entropy": np.float16,
 }
+_ENCODER_DTYPES = {"encoder_expert_ids": torch.int16, "encoder_expert_weights": torch.float16,
+                   "encoder_router_entropy": torch.float16}
+# the pending tensors the collector makes itself (never changed afterwards)
+_REDUCED = frozenset({"confidence", "entropy", "topk_ids", "topk_probs"})
+_TORCH_DTYPES = {name: torch.from_numpy(np.zeros(0, dtype)).dtype
+                 for name, dtype in _STEP_DTYPES.items()}
+# steps kept on the device between two copies to the host when nobody watches the run: at the
+# real shape (30 layers of top-8 routing, 256 positions) about 0.8 MB a step
+_STEPS_PER_COPY = 32
 # trailing shape of each required per-step array, from (canvas_length, top_k)
 _REQUIRED_SHAPES = {
     **{n: (lambda length, k: (length,)) for n in
@@ -364,7 +411,8 @@ def _model_lock(model) -> Iterator[None]:
 
 def _route_hook(sink: list, defer: bool = False):
     """A router's (ids, weights, entropy). ``defer``: keep its probabilities instead, and
-    `_stack_routes` takes the entropy of all layers at once (a few ops a step, not per layer)."""
+    `flush_step` takes the entropy of all layers at once (a few ops a step, not per layer; the
+    encoder, which may read a long prompt, takes its own at once)."""
     def hook(_module, _inputs, output):
         probs, weights, index = output[0], output[1], output[2]
         sink.append((index, weights, probs if defer else _router_entropy(probs)))
@@ -373,63 +421,43 @@ def _route_hook(sink: list, defer: bool = False):
 
 
 def _router_entropy(probs: torch.Tensor) -> torch.Tensor:
-    probs = probs.float()
-    return -(probs * probs.clamp_min(1e-30).log()).sum(-1)
+    return torch.special.entr(probs.float()).sum(-1)  # entr(0) = 0
 
 
 _LOWEST = torch.finfo(torch.float32).min
 
 
-def _entropy(shifted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Entropy (nats) and normaliser ``z`` of logits shifted so that their maximum is 0."""
-    e = shifted.exp()
-    z = e.sum(-1)
-    return z.log() - torch.linalg.vecdot(e, shifted) / z, z
-
-
-def _topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits.topk(k)``. torch's CPU kernel is several times slower on rows of about 130 to
-    64·k entries than on rows of 64·k (measured: top-5 of 256 rows of 256 logits 0.53 ms, of
-    320 logits 0.16 ms), so such rows are padded with -inf; a row with fewer than k finite
-    logits, where a pad could rank, is taken unpadded."""
-    length = logits.shape[-1]
-    if logits.device.type != "cpu" or not 128 < length < 64 * k:
-        return logits.topk(k, dim=-1)
-    padded = torch.nn.functional.pad(logits, (0, 64 * k - length), value=-math.inf)
-    values, ids = padded.topk(k, dim=-1)
-    if bool((ids >= length).any()):
-        return logits.topk(k, dim=-1)
-    return values, ids
-
-
 def _stack_routes(routes: list[tuple], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Stack the routers' (ids, weights, entropy) over layers on one device: with a device map
-    the layers (and their routers' outputs) live on several. A third item with the ids' rank is
-    a deferred hook's probabilities: their entropy is taken here."""
-    if any(r[0].device != device for r in routes):
-        routes = [tuple(t.to(device, non_blocking=True) for t in r) for r in routes]
-    ids, weights, third = (torch.stack([r[i] for r in routes]) for i in range(3))
-    return ids, weights, _router_entropy(third) if third.ndim == ids.ndim else third
+    """Stack the routers' (ids, weights, entropy) over layers on one device."""
+    ids, weights, entropy = (torch.stack([_on(r[i], device) for r in routes]) for i in range(3))
+    return ids, weights, entropy
 
 
-def _to_host(tensors: dict[str, torch.Tensor], copy: bool = True) -> dict[str, np.ndarray]:
-    """Copy a step's tensors to the host in one transfer (packed as float32, then unpacked).
+def _on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device`` (with a device map, routers' outputs live on several)."""
+    return tensor if tensor.device == device else tensor.to(device, non_blocking=True)
 
-    Token and expert ids stay exact: float32 holds integers up to 2**24 (the real vocabulary is
-    262,144 tokens). ``copy=False``: CPU tensors come back as views (generate reuses some of
-    them in place: the caller copies them at once).
-    """
-    names = list(tensors)
-    if all(t.device.type == "cpu" for t in tensors.values()):  # nothing to transfer
-        return {n: t.detach().numpy().copy() if copy else t.detach().numpy()
-                for n, t in tensors.items()}
-    flat = [tensors[n].detach().reshape(-1).to(torch.float32) for n in names]
+
+def _to_host(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The tensors (numpy dtypes) as numpy arrays: CPU tensors as views, the others copied from
+    their device in one transfer."""
+    if all(t.device.type == "cpu" for t in tensors.values()):
+        return {name: t.detach().numpy() for name, t in tensors.items()}
+    return _through_one_buffer(tensors)
+
+
+def _through_one_buffer(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Copy the tensors to the host as one buffer of their bytes, widest items first (every
+    piece stays aligned), and view each piece back as its array."""
+    names = sorted(tensors, key=lambda n: -tensors[n].element_size())
+    flat = [tensors[n].detach().contiguous().view(-1).view(torch.uint8) for n in names]
     packed = torch.cat(flat).cpu().numpy()
     out, offset = {}, 0
     for name, piece in zip(names, flat, strict=True):
-        size = piece.numel()
-        out[name] = packed[offset : offset + size].reshape(tuple(tensors[name].shape))
-        offset += size
+        t = tensors[name]
+        dtype = torch.empty(0, dtype=t.dtype).numpy().dtype
+        out[name] = packed[offset : offset + piece.numel()].view(dtype).reshape(tuple(t.shape))
+        offset += piece.numel()
     return out
 
 

@@ -234,8 +234,8 @@ class _LLaDA2Recorder(Collector):
         block = self.block_length  # one row: the block is the last positions
         scores = logits[-block:].float().sigmoid()
         probs = scores / scores.sum(-1, keepdim=True).clamp_min(1e-30)
-        entropy = -(probs * probs.clamp_min(1e-30).log()).sum(-1)
-        self.decoder_routes.append((index[-block:], weights[-block:], entropy))
+        # the step's end takes the entropy of all layers' probabilities at once
+        self.decoder_routes.append((index[-block:], weights[-block:], probs))
 
     def _wrap_inputs(self, original):
         @functools.wraps(original)

@@ -105,6 +105,9 @@ def record_generate(
 class GenerateRecorder(Collector):
     """Records transformers' generate. Installed on a model instance only inside `installed()`."""
 
+    # generate makes these anew at every step; a sampler's mask ("accepted") may be its state
+    fresh_inputs = frozenset({"canvas_in", "sampled", "draft", "active", "stop"})
+
     def __init__(self, model, tokenizer, *, top_k, routing, on_step, sampler_factory):
         super().__init__(tokenizer, top_k=top_k, routing=routing, on_step=on_step,
                          canvas_length=model.config.canvas_length,
