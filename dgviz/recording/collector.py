@@ -207,7 +207,7 @@ class Collector:
             return {}
         device = steps[0]["canvas_in"].device
         batch, length = steps[0]["canvas_in"].shape
-        stacked = {name: torch.stack([s[name] for s in steps], dim=1).to(_TORCH_DTYPES[name])
+        stacked = {name: _stack([s[name] for s in steps], dim=1).to(_TORCH_DTYPES[name])
                    for name in steps[0] if name not in ("routes", "router_entropy")}
         if "routes" in steps[0]:  # [S*N, B*L, k] -> [B, S, N, L, k]
             shape = (len(steps), len(steps[0]["routes"]), batch, length)
@@ -215,7 +215,7 @@ class Collector:
                 flat = torch.stack([_on(r[i], device) for s in steps for r in s["routes"]])
                 stacked[name] = (flat.view(*shape, -1).permute(2, 0, 1, 3, 4)
                                  .to(_TORCH_DTYPES[name]))
-            entropy = torch.stack([s["router_entropy"] for s in steps])  # [S, N, B*L]
+            entropy = _stack([s["router_entropy"] for s in steps])  # [S, N, B*L]
             stacked["router_entropy"] = (entropy.view(shape).permute(2, 0, 1, 3)
                                          .to(_TORCH_DTYPES["router_entropy"]))
         host = _to_host(stacked)  # on the CPU views of ``stacked``: copied below
@@ -431,6 +431,11 @@ def _stack_routes(routes: list[tuple], device: torch.device) -> tuple[torch.Tens
     """Stack the routers' (ids, weights, entropy) over layers on one device."""
     ids, weights, entropy = (torch.stack([_on(r[i], device) for r in routes]) for i in range(3))
     return ids, weights, entropy
+
+
+def _stack(tensors: list[torch.Tensor], dim: int = 0) -> torch.Tensor:
+    """``torch.stack``; one tensor (a watched run copies every step) as a view, not a copy."""
+    return tensors[0].unsqueeze(dim) if len(tensors) == 1 else torch.stack(tensors, dim)
 
 
 def _on(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
