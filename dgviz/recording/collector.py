@@ -1,6 +1,6 @@
-"""The step collector: one run's per-step arrays, reduced on the device, kept there in the
-trace's dtypes and copied to the host a batch of steps at a time (every step when someone watches
-the run), and built into a `Trace`. Shared by every recording loop."""
+"""The step collector: one run's per-step arrays, reduced on the device, kept there and copied
+to the host a batch of steps at a time in the trace's dtypes (every step when someone watches the
+run), and built into a `Trace`. Shared by every recording loop."""
 
 from __future__ import annotations
 
