@@ -133,7 +133,7 @@ class Trace:
     """Check every value (see `dgviz.trace_checks`); the recorder's live snapshots skip it."""
 
     def __post_init__(self, validate: bool) -> None:
-        for name, dtype in {**_ARRAY_DTYPES, **_OPTIONAL_DTYPES}.items():
+        for name, dtype in ARRAY_DTYPES.items():
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, np.ascontiguousarray(value, dtype=dtype))
@@ -556,3 +556,4 @@ class Trace:
 
 
 REQUIRED_ARRAYS = tuple(_ARRAY_DTYPES)  # every trace file has these
+ARRAY_DTYPES = {**_ARRAY_DTYPES, **_OPTIONAL_DTYPES}  # every array's dtype in a Trace

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..trace import Trace
+from ..trace import ARRAY_DTYPES, Trace
 from .model_access import decoder_routers, encoder_routers
 from .tokens import token_texts
 
@@ -71,10 +71,10 @@ class Collector:
         # steps flushed but still on the model's device, unread (no host sync): the host work is
         # done for a batch of steps at once, or every step when on_step watches
         self._on_device: list[dict[str, torch.Tensor]] = []
-        # per-step arrays on the host, [B, capacity, ...], grown by doubling: a snapshot is a
-        # view, not a stack of every step so far
+        # per-step arrays on the host, [B, capacity, ...], grown by doubling, their first
+        # num_steps - len(_on_device) steps filled: a snapshot is a view, not a stack of every
+        # step so far
         self._buffers: dict[str, np.ndarray] = {}
-        self._on_host = 0  # steps in the buffers
         self._padded: torch.Tensor | None = None  # _topk's buffer
         self.step_meta: list[tuple[int, int, float, float]] = []  # canvas, remaining, temp, seconds
         self.encoder_routing: list[dict[str, np.ndarray]] = []
@@ -219,7 +219,8 @@ class Collector:
             stacked["router_entropy"] = (entropy.view(shape).permute(2, 0, 1, 3)
                                          .to(_TORCH_DTYPES["router_entropy"]))
         host = _to_host(stacked)  # on the CPU views of ``stacked``: copied below
-        n, count = self._on_host, len(steps)
+        count = len(steps)
+        n = self.num_steps - count  # steps already in the buffers
         for name, value in host.items():
             buf = self._buffers.get(name)
             if buf is None or buf.shape[1] < n + count:
@@ -229,7 +230,6 @@ class Collector:
                     grown[:, :n] = buf[:, :n]
                 buf = self._buffers[name] = grown
             buf[:, n : n + count] = value
-        self._on_host = n + count
         return self._decode_new(*(self._buffers[k][:, n : n + count] for k in _ID_ARRAYS
                                   if k in self._buffers))
 
@@ -255,7 +255,7 @@ class Collector:
             "encoder_router_entropy": entropy.view(n, batch, tokens).permute(1, 2, 0),
         }
         self.encoder_routing.append(_to_host({
-            name: t.to(_ENCODER_DTYPES[name]) for name, t in packed.items()}))
+            name: t.to(_TORCH_DTYPES[name]) for name, t in packed.items()}))
 
     def _decode_new(self, *arrays: np.ndarray) -> dict[int, str]:
         """Decode the ids in ``arrays`` not decoded yet in this run; returns their text."""
@@ -286,7 +286,7 @@ class Collector:
         With ``copy=False`` a view of the step buffer (valid until the next step)."""
         self._to_buffers()
         if name in self._buffers:
-            view = self._buffers[name][:, : self._on_host]
+            view = self._buffers[name][:, : self.num_steps]
             return view.astype(dtype, copy=copy)
         if name not in _REQUIRED_SHAPES:
             return None
@@ -314,7 +314,7 @@ class Collector:
                   for name, dtype in _STEP_DTYPES.items()}
         arrays.update(overrides or {})
         if self.encoder_routing:
-            for name in _ENCODER_DTYPES:
+            for name in _ENCODER_ARRAYS:
                 arrays[name] = np.concatenate([e[name] for e in self.encoder_routing], axis=1)
         meta_steps = np.array(self.step_meta, dtype=np.float64).reshape(-1, 4)
         # every step's ids are decoded as it is flushed; add the prompt's and the output's
@@ -343,18 +343,16 @@ class Collector:
 
 # the per-step arrays that hold token ids (their tokens' text goes into the trace)
 _ID_ARRAYS = ("canvas_in", "sampled", "draft", "topk_ids")
-_STEP_DTYPES = {
-    "canvas_in": np.int32, "sampled": np.int32, "draft": np.int32, "accepted": bool,
-    "confidence": np.float32, "entropy": np.float32, "topk_ids": np.int32,
-    "topk_probs": np.float16, "active": bool, "stop": bool, "expert_ids": np.int16,
-    "expert_weights": np.float16, "router_entropy": np.float16,
-}
-_ENCODER_DTYPES = {"encoder_expert_ids": torch.int16, "encoder_expert_weights": torch.float16,
-                   "encoder_router_entropy": torch.float16}
+# the per-step arrays, in the Trace's dtypes
+_STEP_DTYPES = {name: ARRAY_DTYPES[name] for name in (
+    "canvas_in", "sampled", "draft", "accepted", "confidence", "entropy", "topk_ids",
+    "topk_probs", "active", "stop", "expert_ids", "expert_weights", "router_entropy")}
+# the same as torch dtypes (steps are narrowed on their device, before the copy to the host)
+_TORCH_DTYPES = {name: torch.from_numpy(np.zeros(0, dtype)).dtype
+                 for name, dtype in ARRAY_DTYPES.items()}
+_ENCODER_ARRAYS = ("encoder_expert_ids", "encoder_expert_weights", "encoder_router_entropy")
 # the pending tensors the collector makes itself (never changed afterwards)
 _REDUCED = frozenset({"confidence", "entropy", "topk_ids", "topk_probs"})
-_TORCH_DTYPES = {name: torch.from_numpy(np.zeros(0, dtype)).dtype
-                 for name, dtype in _STEP_DTYPES.items()}
 # steps kept on the device between two copies to the host when nobody watches the run: at the
 # real shape (30 layers of top-8 routing, 256 positions) about 0.8 MB a step
 _STEPS_PER_COPY = 32
