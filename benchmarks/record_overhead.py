@@ -16,6 +16,10 @@ syncs (`.item()`) it adds per run: on a GPU each operation is a kernel launch fr
 sync a wait for the device, so these counts carry over to a GPU where the CPU timings do not.
 
     python benchmarks/record_overhead.py [--repeats 9] [--threads 1] [--cases tiny256,tiny4096,demo]
+                                         [--top-k 5] [--no-routing]
+
+``--top-k`` and ``--no-routing`` are passed to `dgviz.record`: what recording fewer alternatives,
+or no expert routing, saves.
 """
 
 from __future__ import annotations
@@ -40,13 +44,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cases", default="tiny256,tiny4096,demo",
                         help="comma-separated subset of tiny256, tiny4096, demo")
+    parser.add_argument("--top-k", type=int, default=5, help="dgviz.record's top_k")
+    parser.add_argument("--no-routing", action="store_true", help="dgviz.record(routing=False)")
     args = parser.parse_args()
+    options = {"top_k": args.top_k, "routing": not args.no_routing}
     torch.set_num_threads(args.threads)
 
     gen = {"max_new_tokens": 512, "max_denoising_steps": 24}
     print(f"tiny: untrained DiffusionGemma (canvas 256, hidden 64, 2 layers, 8 experts top-2), "
           f"{gen}; demo: the shipped model on a 40-blank Sudoku with its defaults; "
-          f"{args.threads} thread(s), {args.repeats} interleaved pairs")
+          f"{args.threads} thread(s), {args.repeats} interleaved pairs; record options {options}")
     print(f"{'model':>10} {'vocab':>6} {'plain s':>9} {'recorded s':>11} {'median ratio':>13} "
           f"{'min/min':>8} {'CPU ratio':>10} {'steps':>6} {'array B/step':>13} "
           f"{'file B/step':>12} {'ops/step':>9} {'syncs':>6}")
@@ -59,7 +66,7 @@ def main() -> None:
     for name, load, ids, gen in cases:
         model, tok = load()
         vocab = model.config.text_config.vocab_size
-        dgviz.record(model, tok, ids, seed=0, **gen)  # warm-up both paths
+        dgviz.record(model, tok, ids, seed=0, **options, **gen)  # warm-up both paths
         plain_times, recorded_times, ratios, cpu_ratios = [], [], [], []
         for i in range(args.repeats):
             torch.manual_seed(i)
@@ -67,7 +74,7 @@ def main() -> None:
             model.generate(ids, **gen)
             plain, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
             t0, c0 = time.perf_counter(), time.process_time()
-            trace = dgviz.record(model, tok, ids, seed=i, **gen)
+            trace = dgviz.record(model, tok, ids, seed=i, **options, **gen)
             recorded, recorded_cpu = time.perf_counter() - t0, time.process_time() - c0
             plain_times.append(plain)
             recorded_times.append(recorded)
@@ -84,10 +91,10 @@ def main() -> None:
               f"{min(recorded_times) / min(plain_times):>8.3f} "
               f"{statistics.median(cpu_ratios):>10.3f} {trace.num_steps:>6} "
               f"{per_step / trace.num_steps:>13.0f} {size / trace.num_steps:>12.0f} "
-              f"{_added_ops(model, tok, ids, gen, trace.num_steps)}")
+              f"{_added_ops(model, tok, ids, gen, options, trace.num_steps)}")
 
 
-def _added_ops(model, tok, ids, gen, steps: int) -> str:
+def _added_ops(model, tok, ids, gen, options, steps: int) -> str:
     """Aten operations recording adds per step, and host syncs it adds per run."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -100,7 +107,7 @@ def _added_ops(model, tok, ids, gen, steps: int) -> str:
 
     torch.manual_seed(0)
     plain = count(lambda: model.generate(ids, **gen))
-    recorded = count(lambda: dgviz.record(model, tok, ids, seed=0, **gen))
+    recorded = count(lambda: dgviz.record(model, tok, ids, seed=0, **options, **gen))
     return f"{(recorded[0] - plain[0]) / steps:>9.1f} {recorded[1] - plain[1]:>6}"
 
 
