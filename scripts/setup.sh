@@ -31,7 +31,10 @@ if [ -n "$mode" ] && ! command -v chromium >/dev/null 2>&1 \
 fi
 
 [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
-"$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/pip" install -q "$TORCH_SPEC"
+# an explicit DGVIZ_TORCH_SPEC is always installed, a torch already there notwithstanding
+if [ -n "${DGVIZ_TORCH_SPEC:-}" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  "$venv/bin/pip" install -q "$TORCH_SPEC"
+fi
 "$venv/bin/pip" install -q -e ".$extras"
 
 if [ -n "$apt_pid" ]; then

@@ -82,6 +82,50 @@ def test_accelerate_offloaded_models(offloaded):
     assert trace.expert_ids.shape[2] == reference.config.text_config.num_hidden_layers
 
 
+def _layers_to(model, place: str) -> dict[str, str]:
+    """A device map: every decoder and encoder layer at ``place``, the rest (the tied
+    embeddings and lm_head above all) on the CPU, the execution device here."""
+    dmap = {"lm_head": "cpu", "model.encoder.vision_tower": "cpu",
+            "model.encoder.embed_vision": "cpu"}
+    for prefix in ("model.encoder.language_model", "model.decoder"):
+        for name, _ in model.get_submodule(prefix).named_children():
+            dmap[f"{prefix}.{name}"] = place if name == "layers" else "cpu"
+    return dmap
+
+
+def test_layers_offloaded_with_the_embeddings_resident(tmp_path):
+    """What docs/real-model.md tells a user whose GPU is too small: from_pretrained with a
+    device map that offloads the layers and keeps the embeddings on the execution device
+    (here the layers go to disk and the CPU executes, as a GPU would with layers in CPU memory)."""
+    pytest.importorskip("accelerate")
+    from transformers import DiffusionGemmaForBlockDiffusion
+
+    reference, tok = tiny_model(seed=3)
+    reference.save_pretrained(tmp_path / "model")
+    model = DiffusionGemmaForBlockDiffusion.from_pretrained(
+        tmp_path / "model", device_map=_layers_to(reference, "disk"),
+        offload_folder=str(tmp_path / "offload"))
+    assert model.model.decoder.layers[0].experts.gate_up_proj.device.type == "meta"
+    assert model.model.decoder.embed_tokens.weight.device.type == "cpu"
+    ids = torch.tensor(IDS)
+    trace = _same_as_generate(model, tok, ids, ids, seed=5)
+    np.testing.assert_array_equal(trace.output_ids, _plain(reference, ids, seed=5))
+    assert trace.expert_ids.shape[2] == reference.config.text_config.num_hidden_layers
+
+
+def test_an_offloaded_embedding_is_refused_with_the_fix():
+    """accelerate.cpu_offload without preloading the decoder leaves the embedding weight the
+    decoder reads directly unloaded: generate itself goes wrong, so recording refuses, saying
+    how to offload instead."""
+    accelerate = pytest.importorskip("accelerate")
+    model, tok = tiny_model(seed=3)
+    accelerate.cpu_offload(model, execution_device="cpu")
+    with pytest.raises(ValueError, match="embed_tokens") as error:
+        dgviz.record(model, tok, torch.tensor(IDS), seed=0, **GEN)
+    assert "device_map" in str(error.value)
+    assert "preload_module_classes" in str(error.value)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_half_precision_models(dtype):
     model, tok = tiny_model(seed=1)

@@ -4,8 +4,8 @@ This package is the only part of dgviz that touches private transformers / diffu
 (a test checks it). It runs the libraries' own loops (`DiffusionGemmaForBlockDiffusion.generate`,
 `DiffusionGemmaPipeline.__call__`) and wraps, on the model *instance* and only while recording,
 the helpers those loops call; MoE routers get forward hooks. Everything the views need is reduced
-on the model's device (entropy, top-k, confidence) and copied to the host once per step: never a
-canvas x vocabulary tensor. All wrappers and hooks are removed when `record` returns, raises or is
+on the model's device (entropy, top-k, confidence), kept there and copied to the host 32 steps at
+a time (every step when ``on_step`` watches): never a canvas x vocabulary tensor. All wrappers and hooks are removed when `record` returns, raises or is
 interrupted.
 
 - `transformers_loop`: ``generate``'s wrappers; `diffusers_loop`: the pipeline's;
@@ -49,7 +49,8 @@ def record(
     Parameters
     ----------
     model:
-        A ``DiffusionGemmaForBlockDiffusion`` (a tiny one or the real 26B-A4B, any device map),
+        A ``DiffusionGemmaForBlockDiffusion`` (a tiny one or the real 26B-A4B, any device map;
+        offloaded, its token embedding must stay on the execution device: docs/real-model.md),
         or a diffusers ``DiffusionGemmaPipeline`` (then ``tokenizer`` may be ``None``), or a
         diffusers ``LLaDA2Pipeline`` (LLaDA 2.x; see `dgviz.recording.llada2_loop`).
     tokenizer:
@@ -78,8 +79,9 @@ def record(
         its canvas's first step, is sampled and accepted with it at every step (never
         re-noised), and ends in the output; the views show it as ``held``.
     **generate_kwargs:
-        Passed to ``model.generate`` unchanged (``max_new_tokens``, ``max_denoising_steps``,
-        ``t_min``, ``t_max``, ``sampler_config``, ``stability_threshold``, ...).
+        ``model.generate``'s settings and inputs (``max_new_tokens``, ``max_denoising_steps``,
+        ``t_min``, ``t_max``, ``sampler_config``, ``stability_threshold``, ...), checked before
+        any work (an unknown name is refused with a suggestion), then passed on unchanged.
 
     Returns
     -------

@@ -31,7 +31,7 @@ import torch
 from ..trace import Trace
 from .arguments import check_pipeline_kwargs
 from .collector import Collector, record_keeping_partial
-from .model_access import decoder_routers, embedding_device, model_facts, vocab_size
+from .model_access import check_offload, decoder_routers, embedding_device, model_facts, vocab_size
 from .tokens import text_tokenizer
 
 
@@ -68,6 +68,7 @@ def record_pipeline(
             "A diffusers DiffusionGemmaPipeline takes text or a chat (list of role/content "
             f"messages) as its prompt, got {type(prompt).__name__}."
         )
+    check_offload(pipe.model)
     if seed is not None:
         device = embedding_device(pipe.model)
         call_kwargs.setdefault("generator", torch.Generator(device=device).manual_seed(seed))

@@ -58,6 +58,41 @@ def embedding_device(model: Any) -> torch.device:
         "(cpu_offload(model, execution_device=...)) before recording.")
 
 
+def check_offload(model: Any) -> None:
+    """Refuse an accelerate offload under which DiffusionGemma's own ``generate`` misbehaves.
+
+    The decoder multiplies the previous step's probabilities by its token embedding's weight
+    (self-conditioning), outside the embedding's forward pass. accelerate loads an offloaded
+    module's weight only for that module's forward, so with the embedding offloaded the decoder
+    computes with a weight accelerate has not loaded: generate writes different tokens from run
+    to run (seen with transformers 5.25 and accelerate 1.16). It is safe when the embedding stays
+    on the execution device, or when a hook loads the whole decoder (``preload_module_classes``).
+    """
+    try:
+        weight = model.model.decoder.embed_tokens.weight
+    except AttributeError:
+        return
+    if weight.device.type != "meta":
+        return
+    for module in (model.model.decoder, model.model, model):
+        hook = getattr(module, "_hf_hook", None)
+        for h in getattr(hook, "hooks", [hook]):  # a SequentialHook holds several
+            if getattr(h, "offload", False) and getattr(h, "place_submodules", False):
+                return
+    raise ValueError(
+        "The decoder's token embedding is offloaded (its weight is on the meta device), but "
+        "DiffusionGemma's decoder reads that weight outside the embedding's forward pass "
+        "(self-conditioning), so generate itself would compute with a weight accelerate has not "
+        "loaded and write different tokens from run to run. Keep the embeddings on the GPU and "
+        "offload the layers: from_pretrained(..., device_map=\"auto\", max_memory={0: \"20GiB\", "
+        "\"cpu\": \"60GiB\"}, offload_folder=\"offload\") does (check that "
+        "model.hf_device_map['model.decoder.embed_tokens'] is 0), or a device_map of your own "
+        "that puts model.decoder.embed_tokens, model.encoder.language_model.embed_tokens and "
+        "lm_head on the GPU. (accelerate.cpu_offload(model, ..., preload_module_classes="
+        "[\"DiffusionGemmaDecoderModel\"]) is correct too, but loads the whole decoder, all its "
+        "experts, for every step.)")
+
+
 def decoder_routers(model: Any) -> list[torch.nn.Module]:
     layers = model.model.decoder.layers
     return [layer.router for layer in layers if hasattr(layer, "router")]

@@ -29,7 +29,7 @@ from ..trace import Trace
 from .arguments import check_generate_kwargs, check_model_inputs
 from .collector import Collector, record_keeping_partial
 from .holds import Fork, HoldLogits, Holds, parse_hold
-from .model_access import embedding_device, model_facts, vocab_size
+from .model_access import check_offload, embedding_device, model_facts, vocab_size
 from .tokens import check_ids, check_tokenizer, encode_prompt, text_tokenizer
 
 # Settings recorded in `Trace.settings`; all of them are `DiffusionGemmaGenerationConfig` fields.
@@ -68,6 +68,7 @@ def record_generate(
     generate_kwargs = check_generate_kwargs(model, generate_kwargs)
     tok = text_tokenizer(tokenizer)
     check_tokenizer(model, tok)
+    check_offload(model)
     input_ids, attention_mask = encode_prompt(
         tokenizer, prompt, device=embedding_device(model),
         pad_token_id=getattr(tok, "pad_token_id", None))
