@@ -165,7 +165,7 @@ def run_payload(trace: Trace, row: int, *, initial_step: int = 0, transport: dic
         },
         "info": _jsonable({
             "settings": settings,
-            "model_name": model.get("name_or_path") or model.get("class") or "",
+            "model_name": _shown_name(model.get("name_or_path")) or model.get("class") or "",
             "complete": trace.complete,
             "live": live,
             "prompt_text": prompt_text,
@@ -205,3 +205,12 @@ def token_payload(trace: Trace, row: int, start: int = 0, stop: int | None = Non
     ids = np.unique(np.concatenate([p.ravel() for p in parts])) if parts else []
     text = trace.token_text
     return {str(int(i)): text[int(i)] for i in ids if int(i) in text}
+
+
+def _shown_name(name_or_path: str | None) -> str:
+    """A Hub id as it is; a local checkpoint by its folder's name: a page made to be shared
+    does not show where the files sit on the recording machine."""
+    if not name_or_path:
+        return ""
+    path = Path(name_or_path).expanduser()
+    return path.name if path.is_absolute() or name_or_path.startswith(".") else name_or_path

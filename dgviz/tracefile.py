@@ -32,6 +32,8 @@ import binascii
 import hashlib
 import json
 import math
+import os
+import threading
 import zlib
 from dataclasses import fields
 from pathlib import Path
@@ -92,7 +94,7 @@ def digest(tensors: dict[str, np.ndarray], encodings: str | None = None) -> str:
 
 def save_trace(trace: Trace, path: str | Path) -> Path:
     """Write ``trace`` to ``path`` (format 3); see `Trace.save`."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     arrays = {f.name: getattr(trace, f.name) for f in fields(trace)
               if isinstance(getattr(trace, f.name), np.ndarray)}
@@ -113,7 +115,15 @@ def save_trace(trace: Trace, path: str | Path) -> Path:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=header)
+    # Written here, not by safetensors' save_file: that creates files only their owner can read
+    # (mode 600), and a trace is made to be shared. Through a temporary file in the same folder,
+    # so an interrupted save never leaves a torn file in place of a good one.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        temporary.write_bytes(save(tensors, metadata=header))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import stat
 import struct
 from dataclasses import fields
 from pathlib import Path
@@ -209,6 +210,22 @@ def test_files_store_the_narrowest_dtypes(saved):
     assert header["expert_ids"]["dtype"] == "U8"  # 8 experts fit 8 bits
     assert int(header["__metadata__"]["version"]) == FORMAT_VERSION
     assert "sha256" in header["__metadata__"]
+
+
+def test_a_saved_trace_is_readable_like_any_new_file(saved, tmp_path):
+    """Saved with the permissions any file the user writes gets (the umask's), not safetensors'
+    owner-only 600: traces are made to be shared. No temporary file stays behind, and saving
+    over an existing trace replaces it."""
+    original = tmp_path / "original.dgtrace"
+    original.write_bytes(saved[1])
+    trace = dgviz.load_trace(original)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    path = trace.save(tmp_path / "out" / "run.dgtrace")
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    trace.save(path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["run.dgtrace"]
+    _assert_same(dgviz.load_trace(path), trace)
 
 
 def test_format_1_files_still_load(saved, tmp_path):

@@ -492,6 +492,23 @@ def test_show_a_trace_with_a_model_can_branch(tiny, tiny_trace):
         show(tiny_trace, prompt="hello", model=model, tokenizer=tok)
 
 
+@pytest.mark.parametrize(("name_or_path", "shown"), [
+    ("google/diffusiongemma-26B-A4B-it", "google/diffusiongemma-26B-A4B-it"),  # a Hub id
+    ("/home/alice/models/my-checkpoint", "my-checkpoint"),
+    ("~/models/my-checkpoint", "my-checkpoint"),
+    ("./my-checkpoint", "my-checkpoint"),
+    ("", "DiffusionGemmaForBlockDiffusion"),  # no name: the class
+])
+def test_a_local_model_path_is_shown_by_its_folder_name(tiny_trace, name_or_path, shown):
+    """The page header names the model; a page is made to be shared, so it does not show where
+    a local checkpoint sits on the recording machine (the trace's meta keeps the whole path)."""
+    from dgviz.payload import run_payload
+
+    trace = copy.deepcopy(tiny_trace)
+    trace.meta["model"]["name_or_path"] = name_or_path
+    assert run_payload(trace, 0)["info"]["model_name"] == shown
+
+
 def test_run_payload_carries_the_cost_and_routing_between_steps(tiny_trace):
     w = Timeline(tiny_trace)
     info = w._run["info"]

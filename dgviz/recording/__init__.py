@@ -5,8 +5,8 @@ This package is the only part of dgviz that touches private transformers / diffu
 `DiffusionGemmaPipeline.__call__`) and wraps, on the model *instance* and only while recording,
 the helpers those loops call; MoE routers get forward hooks. Everything the views need is reduced
 on the model's device (entropy, top-k, confidence), kept there and copied to the host 32 steps at
-a time (every step when ``on_step`` watches): never a canvas x vocabulary tensor. All wrappers and hooks are removed when `record` returns, raises or is
-interrupted.
+a time (every step when ``on_step`` watches): never a canvas x vocabulary tensor. All wrappers
+and hooks are removed when `record` returns, raises or is interrupted.
 
 - `transformers_loop`: ``generate``'s wrappers; `diffusers_loop`: the pipeline's;
   `llada2_loop`: diffusers' ``LLaDA2Pipeline`` (LLaDA 2.x, masked diffusion);
