@@ -11,8 +11,11 @@ forked (``trace.fork``), so views can mark it and compare it with its parent.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import numpy as np
 
 from .trace import Trace
 
@@ -59,9 +62,24 @@ def branch(model: Any, tokenizer: Any, trace: Trace, step: int,
     Returns
     -------
     Trace
-        The branch. Its steps before ``step`` equal the parent's; ``trace.fork`` holds the
-        parent's `Trace.run_id`, the step, the row, the edits and the changed settings.
+        The branch. Its steps before ``step`` equal the parent's (a warning says so when they
+        do not: another model with the same sizes, another sampler, or a device that does not
+        compute the same numbers twice); ``trace.fork`` holds the parent's `Trace.run_id`, the
+        step, the row, the edits and the changed settings.
     """
+    from .recording.arguments import check_on_step
+
+    check_on_step(on_step)
+    return prepare_branch(model, tokenizer, trace, step, edits, row=row, sampler=sampler,
+                          **generate_kwargs)(on_step)
+
+
+def prepare_branch(model: Any, tokenizer: Any, trace: Trace, step: int,
+                   edits: Mapping[int, int | str] | None = None, *, row: int = 0,
+                   sampler: Callable[[Any, Any], Any] | None = None,
+                   **generate_kwargs: Any) -> Callable[[Callable | None], Trace]:
+    """Every check of `branch`, and no model work: returns ``run(on_step) -> Trace``, which
+    replays and resumes. A live view checks first, then runs in its thread."""
     from .recording.arguments import as_float, as_int
     from .recording.holds import FORK_SETTINGS, Fork, Hold, resolve_token
     from .recording.model_access import check_model, is_pipeline, model_facts
@@ -100,6 +118,10 @@ def branch(model: Any, tokenizer: Any, trace: Trace, step: int,
     if custom and sampler is None:
         raise TypeError(f"This run used the custom sampler {settings.get('sampler')}: pass the "
                         "same factory as sampler= to replay it.")
+    if not custom and sampler is not None:
+        raise TypeError("This run used transformers' own EntropyBoundSampler: branch it without "
+                        "sampler= (a branch replays the run it comes from; record a new run to "
+                        "try another sampler).")
 
     overrides: dict[str, Any] = {}
     for name, value in generate_kwargs.items():
@@ -119,6 +141,11 @@ def branch(model: Any, tokenizer: Any, trace: Trace, step: int,
             overrides[name] = as_int(name, value, low=0)
         else:
             overrides[name] = as_float(name, value, low=0.0, strict=name != "confidence_threshold")
+    in_force = {**trace.settings_at(step), **overrides}
+    t_min, t_max = in_force.get("t_min"), in_force.get("t_max")
+    if t_min is not None and t_max is not None and t_max < t_min:
+        raise ValueError(f"From step {step} on t_max would be {t_max} and t_min {t_min}: the "
+                         "temperature would rise as the canvas is denoised. Give t_max >= t_min.")
 
     canvas = int(trace.step_canvas[step])
     length = trace.canvas_length
@@ -130,6 +157,11 @@ def branch(model: Any, tokenizer: Any, trace: Trace, step: int,
         p = as_int("edit position", position, low=0, high=length - 1,
                    hint=f" (a position within the step's canvas, 0..{length - 1})")
         resolved[p] = resolve_token(tokenizer, token, vocab, f"edits[{p}]")
+    if resolved and not trace.active[row, step]:
+        raise ValueError(
+            f"Batch row {row} was not denoising at step {step} (its canvas had stopped while "
+            "other rows went on): an edit there would change nothing. Branch at a step where "
+            f"trace.active[{row}, step] is True.")
     # what the parent did before the fork is replayed; what it changed from the fork on is not
     row_of_edit = row if trace.batch_size > 1 else None
     holds = [Hold(**h) for h in trace.held_tokens()
@@ -149,9 +181,33 @@ def branch(model: Any, tokenizer: Any, trace: Trace, step: int,
     ids, mask = _prompt(trace)
     if mask is not None:
         replay["attention_mask"] = mask
-    return record_generate(model, tokenizer, ids, seed=int(seed),
-                           top_k=int(trace.topk_ids.shape[3]), routing=trace.has_routing,
-                           on_step=on_step, sampler=sampler, fork=fork, **replay)
+
+    def run(on_step: Callable | None = None) -> Trace:
+        child = record_generate(model, tokenizer, ids, seed=int(seed),
+                                top_k=int(trace.topk_ids.shape[3]), routing=trace.has_routing,
+                                on_step=on_step, sampler=sampler, fork=fork, **replay)
+        diverged = _first_difference(trace, child, step)
+        if diverged is not None:
+            warnings.warn(
+                f"The branch's replay differs from the recorded run at step {diverged}, before "
+                f"the fork at step {step}: its steps before the fork are not the parent's. "
+                "Another model with the same sizes (other weights), another sampler, or a "
+                "device that does not compute the same numbers twice does this; branch with "
+                "the model, tokenizer and sampler that recorded the trace.", stacklevel=3)
+        return child
+
+    return run
+
+
+def _first_difference(parent: Trace, child: Trace, step: int) -> int | None:
+    """The first step before ``step`` at which ``child`` drew or kept other tokens than
+    ``parent`` (None: the replay was exact)."""
+    n = min(step, child.num_steps)
+    for s in range(n):
+        if any(not np.array_equal(getattr(parent, name)[:, s], getattr(child, name)[:, s])
+               for name in ("canvas_in", "sampled", "draft", "accepted", "active")):
+            return s
+    return None if child.num_steps >= step else child.num_steps
 
 
 def _check_same_model(trace: Trace, facts: dict[str, Any]) -> None:

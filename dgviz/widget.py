@@ -275,13 +275,16 @@ class Timeline(anywidget.AnyWidget):
     def branch(self, step: int, edits: dict | None = None, **branch_kwargs: Any) -> Timeline:
         """Branch this widget's run at ``step`` (`dgviz.branch`), live, in a new Timeline shown
         below this one and synced with it; returns the new Timeline (``.wait()`` gives its
-        trace). ``branch_kwargs`` go to `dgviz.branch` (``entropy_bound=``, ...)."""
-        from .branching import branch
+        trace). ``branch_kwargs`` go to `dgviz.branch` (``entropy_bound=``, ...); they are
+        checked here, before the new Timeline exists, so a mistake raises at once."""
+        from .branching import prepare_branch
 
         trace = self._trace
         if trace is None or self._model is None:
             raise RuntimeError("Branching needs a recorded trace and the model: "
                                "Timeline(trace, model=model, tokenizer=tokenizer).")
+        run = prepare_branch(self._model, self._tokenizer, trace, step, edits, row=self._row,
+                             **branch_kwargs)
         if self.sync is None:  # parent and branch scrub together, step for step
             import uuid
 
@@ -295,9 +298,7 @@ class Timeline(anywidget.AnyWidget):
         self.view_with_branches()
         self._branches.children = (*self._branches.children, child.view_with_branches())
         self.error = ""
-        model, tokenizer, row = self._model, self._tokenizer, self._row
-        child._start(lambda on_step: branch(model, tokenizer, trace, step, edits, row=row,
-                                            on_step=on_step, **branch_kwargs))
+        child._start(run)
         return child
 
     # ------------------------------------------------------------------ live runs

@@ -3,6 +3,9 @@ unchanged, and clear errors."""
 
 from __future__ import annotations
 
+import copy
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -148,6 +151,10 @@ BAD_BRANCHES = [
     ({"step": 1, "entropy_bnd": 0.5}, TypeError, "Did you mean 'entropy_bound'"),
     ({"step": 1, "entropy_bound": -1}, ValueError, "entropy_bound must be >"),
     ({"step": 1, "row": 3}, IndexError, "row 3 out of range"),
+    ({"step": 1, "edits": {0: "dog"}}, ValueError, "not in this tokenizer's vocabulary"),
+    ({"step": 1, "t_min": 0.9, "t_max": 0.1}, ValueError, "t_max >= t_min"),
+    ({"step": 1, "on_step": 5}, TypeError, "on_step must be a function"),
+    ({"step": 1, "sampler": lambda config, model: None}, TypeError, "without sampler="),
 ]
 
 
@@ -170,6 +177,28 @@ def test_another_model_is_refused(tiny):
     other, tok = tiny_model(canvas_length=8)
     with pytest.raises(ValueError, match="another model"):
         dgviz.branch(other, tok, parent, 1)
+
+
+def test_another_model_of_the_same_sizes_is_caught_by_its_replay(tiny):
+    """Other weights, same sizes: the replay cannot equal the parent's steps, and the branch
+    says so instead of passing for a continuation of the parent."""
+    parent = _parent(tiny, 0)
+    other, tok = tiny_model(seed=1)
+    with pytest.warns(UserWarning, match="differs from the recorded run at step 0"):
+        dgviz.branch(other, tok, parent, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the model that recorded it: an exact replay, no warning
+        dgviz.branch(*tiny, parent, 2)
+
+
+def test_an_edit_on_a_row_that_had_stopped_is_refused(tiny):
+    model, tok = tiny
+    parent = dgviz.record(model, tok, ["the cat", "the cat sat on the mat"], seed=1, **GEN)
+    stopped = copy.deepcopy(parent)
+    stopped.active[1, 3:] = False  # as when row 1's adaptive stop fired after step 2
+    with pytest.raises(ValueError, match="was not denoising at step 3"):
+        dgviz.branch(model, tok, stopped, 3, edits={4: 6}, row=1)
+    dgviz.branch(model, tok, parent, 3, edits={4: 6}, row=1)  # still denoising there: fine
 
 
 def test_bad_holds(tiny):

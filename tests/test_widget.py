@@ -478,6 +478,18 @@ def test_branch_requests_that_fail_show_in_the_widget(tiny, tiny_trace):
         Timeline(tiny_trace, model=model)
 
 
+def test_a_bad_branch_call_raises_before_any_branch_exists(tiny, tiny_trace):
+    """Timeline.branch checks its arguments as dgviz.branch does, at once: not in the branch's
+    thread, where the error would only reach child.exception."""
+    model, tok = tiny
+    w = Timeline(tiny_trace, model=model, tokenizer=tok)
+    with pytest.raises(ValueError, match="step must be between"):
+        w.branch(10**6, {0: 3})
+    with pytest.raises(TypeError, match="edits must be a dict"):
+        w.branch(1, [(3, "cat")])
+    assert w.branches == []
+
+
 def test_show_a_trace_with_a_model_can_branch(tiny, tiny_trace):
     model, tok = tiny
     w = show(tiny_trace, model=model, tokenizer=tok)

@@ -64,9 +64,13 @@ def check_common(*, seed: Any, top_k: Any, routing: Any, on_step: Any, vocab: in
                    hint=" (alternatives kept per position and step; the vocabulary's size at most)")
     if not isinstance(routing, bool | np.bool_):
         raise TypeError(f"routing must be True or False (got {routing!r}).")
+    check_on_step(on_step)
+    return seed, top_k, bool(routing), on_step
+
+
+def check_on_step(on_step: Any) -> None:
     if on_step is not None and not callable(on_step):
         raise TypeError(f"on_step must be a function taking a dgviz.StepEvent (got {on_step!r}).")
-    return seed, top_k, bool(routing), on_step
 
 
 def generate_keywords(model: Any) -> set[str]:

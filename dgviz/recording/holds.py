@@ -115,6 +115,11 @@ def resolve_token(tokenizer: Any, value: Any, vocab: int, what: str) -> int:
             raise ValueError(
                 f"{what}: {value!r} is {len(ids)} tokens {pieces} for this tokenizer; a held "
                 "position takes exactly one token (pass its id, or text that is one token).")
+        unknown = getattr(tok, "unk_token_id", None)
+        if ids[0] == unknown and value != getattr(tok, "unk_token", None):
+            raise ValueError(
+                f"{what}: {value!r} is not in this tokenizer's vocabulary (it would be held as "
+                f"the unknown token {tok.unk_token!r}): pass text the tokenizer knows, or an id.")
         return int(ids[0])
     return as_int(what, value, low=0, high=vocab - 1,
                   hint=" (a token id of the model's vocabulary, or text that is one token)")
