@@ -100,7 +100,7 @@ class Timeline(anywidget.AnyWidget):
                  max_bytes: int = DEFAULT_MAX_BYTES, routing: bool = True,
                  sync: str | None = None, sync_mode: str = "normalized", compact: bool = False,
                  label: str | None = None, model: Any = None, tokenizer: Any = None,
-                 reference: Trace | None = None) -> None:
+                 sampler: Any = None, reference: Trace | None = None) -> None:
         _check_sync(sync, sync_mode)
         if label is not None and not isinstance(label, str):
             raise TypeError(f"label must be a string or None (got {type(label).__name__}).")
@@ -116,6 +116,7 @@ class Timeline(anywidget.AnyWidget):
         super().__init__(sync=sync, sync_mode=sync_mode, compact=bool(compact), label=label,
                          can_branch=model is not None)
         self._model, self._tokenizer = model, tokenizer
+        self._sampler = sampler  # the custom sampler factory of the run, if any: branches need it
         self._reference = reference
         self._branches: Any = None  # ipywidgets.VBox of the branches' views, made on first use
         self._family: Any = None  # VBox([self, self._branches])
@@ -283,6 +284,7 @@ class Timeline(anywidget.AnyWidget):
         if trace is None or self._model is None:
             raise RuntimeError("Branching needs a recorded trace and the model: "
                                "Timeline(trace, model=model, tokenizer=tokenizer).")
+        branch_kwargs.setdefault("sampler", self._sampler)
         run = prepare_branch(self._model, self._tokenizer, trace, step, edits, row=self._row,
                              **branch_kwargs)
         if self.sync is None:  # parent and branch scrub together, step for step
@@ -293,7 +295,7 @@ class Timeline(anywidget.AnyWidget):
         label = _branch_label(self._tokenizer, step, edits or {}, branch_kwargs)
         child = Timeline(row=self._row, step=-1, sync=self.sync, sync_mode=self.sync_mode,
                          label=label, model=self._model, tokenizer=self._tokenizer,
-                         reference=trace)
+                         sampler=branch_kwargs["sampler"], reference=trace)
         self.branches.append(child)
         self.view_with_branches()
         self._branches.children = (*self._branches.children, child.view_with_branches())
@@ -442,8 +444,8 @@ def show(source: Any = None, /, tokenizer: Any = None, prompt: Any = None, *,
     one `dgviz.record` returns).
 
     ``show(trace, model=model, tokenizer=tokenizer)`` shows a recorded run with "branch here":
-    pin a token, pick a replacement, and the branch (`dgviz.branch`) records live below it.
-    Returns the widget.
+    pin a token, pick a replacement, and the branch (`dgviz.branch`) records live below it (a
+    run recorded with a custom sampler: pass its factory again, ``sampler=``). Returns the widget.
     """
     try:
         from IPython.display import display
@@ -452,10 +454,11 @@ def show(source: Any = None, /, tokenizer: Any = None, prompt: Any = None, *,
             pass
 
     if isinstance(source, Trace):
+        sampler = record_kwargs.pop("sampler", None)
         if prompt is not None or record_kwargs:
             raise TypeError("show(trace, model=..., tokenizer=...) takes no prompt or record "
                             "settings: the trace has them.")
-        widget = Timeline(source, row=row, model=model, tokenizer=tokenizer)
+        widget = Timeline(source, row=row, model=model, tokenizer=tokenizer, sampler=sampler)
         display(widget)
         return widget
     if source is not None and model is not None:

@@ -490,6 +490,28 @@ def test_a_bad_branch_call_raises_before_any_branch_exists(tiny, tiny_trace):
     assert w.branches == []
 
 
+def test_a_custom_sampler_run_branches_from_the_widget_with_its_factory(tiny):
+    """The branch button replays the run's own sampler when the view was given its factory;
+    without it the refusal says what to pass, in the widget."""
+    from dgviz.schedules import FixedRateSampler
+
+    model, tok = tiny
+    factory = FixedRateSampler.factory(4)
+    parent = dgviz.record(model, tok, "the cat sat", seed=2, max_new_tokens=32,
+                          max_denoising_steps=8, sampler=factory)
+    bare = Timeline(parent, model=model, tokenizer=tok)
+    bare._on_msg(bare, {"kind": "branch", "step": 1, "position": 0, "token": 5}, [])
+    assert "pass the same factory as sampler=" in bare.error
+    w = show(parent, model=model, tokenizer=tok, sampler=factory)
+    w._on_msg(w, {"kind": "branch", "step": 1, "position": 0, "token": 5}, [])
+    child = w.branches[0]
+    trace = child.wait(timeout=120)
+    assert child.status.startswith("done: "), (child.status, child.error)
+    np.testing.assert_array_equal(trace.canvas_in[:, :1], parent.canvas_in[:, :1])
+    assert trace.settings["sampler"] == parent.settings["sampler"]
+    assert child._sampler is factory  # a branch of the branch replays it too
+
+
 def test_show_a_trace_with_a_model_can_branch(tiny, tiny_trace):
     model, tok = tiny
     w = show(tiny_trace, model=model, tokenizer=tok)
