@@ -284,9 +284,9 @@ class Timeline(anywidget.AnyWidget):
         if trace is None or self._model is None:
             raise RuntimeError("Branching needs a recorded trace and the model: "
                                "Timeline(trace, model=model, tokenizer=tokenizer).")
-        branch_kwargs.setdefault("sampler", self._sampler)
+        sampler = branch_kwargs.pop("sampler", self._sampler)
         run = prepare_branch(self._model, self._tokenizer, trace, step, edits, row=self._row,
-                             **branch_kwargs)
+                             sampler=sampler, **branch_kwargs)
         if self.sync is None:  # parent and branch scrub together, step for step
             import uuid
 
@@ -295,7 +295,7 @@ class Timeline(anywidget.AnyWidget):
         label = _branch_label(self._tokenizer, step, edits or {}, branch_kwargs)
         child = Timeline(row=self._row, step=-1, sync=self.sync, sync_mode=self.sync_mode,
                          label=label, model=self._model, tokenizer=self._tokenizer,
-                         sampler=branch_kwargs["sampler"], reference=trace)
+                         sampler=sampler, reference=trace)
         self.branches.append(child)
         self.view_with_branches()
         self._branches.children = (*self._branches.children, child.view_with_branches())

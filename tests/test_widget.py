@@ -510,6 +510,7 @@ def test_a_custom_sampler_run_branches_from_the_widget_with_its_factory(tiny):
     np.testing.assert_array_equal(trace.canvas_in[:, :1], parent.canvas_in[:, :1])
     assert trace.settings["sampler"] == parent.settings["sampler"]
     assert child._sampler is factory  # a branch of the branch replays it too
+    assert child.label == "branch at step 2: position 0 \u2192 'cat'"  # the sampler is no change
 
 
 def test_show_a_trace_with_a_model_can_branch(tiny, tiny_trace):
